@@ -44,6 +44,8 @@ class Prepared:
         Units left out, with the reason.
     cost_name : str
         ``"correlation"`` or ``"sqeuclidean"``.
+    n_x_in, n_y_in : int
+        Number of units given, kept or not.
     """
 
     X: np.ndarray
@@ -54,6 +56,8 @@ class Prepared:
     excluded_x: list[Exclusion] = field(default_factory=list)
     excluded_y: list[Exclusion] = field(default_factory=list)
     cost_name: str = "correlation"
+    n_x_in: int = 0
+    n_y_in: int = 0
 
     @property
     def n_x(self) -> int:
@@ -75,10 +79,12 @@ def as_matrix(A, name: str) -> np.ndarray:
         A = A.detach().cpu().numpy()
     A = np.asarray(A)
     if A.dtype == object:
-        raise PSMDInputError(f"{name} holds Python objects; a numeric array is required.")
+        raise PSMDInputError(
+            f"{name} holds Python objects; a numeric array is required."
+        )
     if A.dtype.kind not in "biuf":
         raise PSMDInputError(
-            f"{name} has dtype {A.dtype}; a numeric (integer or float) array is required."
+            f"{name} has dtype {A.dtype}; a numeric (int or float) array is required."
         )
     if A.ndim != 2:
         raise PSMDInputError(
@@ -187,4 +193,6 @@ def prepare(X, Y, cost: str = "correlation", *, warn: bool = True) -> Prepared:
         excluded_x=ex,
         excluded_y=ey,
         cost_name=cost,
+        n_x_in=X.shape[1],
+        n_y_in=Y.shape[1],
     )

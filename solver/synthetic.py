@@ -88,8 +88,12 @@ def planted_pair(
     rng = np.random.default_rng(seed)
     F = _factors(rng, n_stimuli, n_factors)
     support = (rng.standard_normal((n_factors, n_signal)) > threshold).astype(float)
-    X = np.hstack([_signal(rng, F, support), rng.standard_normal((n_stimuli, n_noise_x))])
-    Y = np.hstack([_signal(rng, F, support), rng.standard_normal((n_stimuli, n_noise_y))])
+    X = np.hstack(
+        [_signal(rng, F, support), rng.standard_normal((n_stimuli, n_noise_x))]
+    )
+    Y = np.hstack(
+        [_signal(rng, F, support), rng.standard_normal((n_stimuli, n_noise_y))]
+    )
     partner = np.r_[np.arange(n_signal), -np.ones(n_noise_x, dtype=int)]
     return PlantedPair(
         X=X,
@@ -157,4 +161,6 @@ def noisy_copies(
     signal = np.zeros(n_units, bool)
     signal[:k] = True
     partner = np.where(signal, np.arange(n_units), -1)
-    return PlantedPair(X=X, Y=Y, signal_x=signal, signal_y=signal.copy(), partner_x=partner)
+    return PlantedPair(
+        X=X, Y=Y, signal_x=signal, signal_y=signal.copy(), partner_x=partner
+    )
