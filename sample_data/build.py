@@ -382,7 +382,16 @@ def _nearest_partner(mine: dict, other: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_fmri_sim(out_dir: Path, *, tiny: bool = False) -> dict:
-    """Simulate two subjects on the MNI152 2 mm grid and write ``fmri-sim/``."""
+    """Simulate two subjects on the MNI152 2 mm grid and write ``fmri-sim/``.
+
+    Notes
+    -----
+    The regions are straight tubes around a stylised calcarine axis, not
+    atlas-defined areas, and the pRF maps are a caricature of retinotopy
+    (no V1/V2 mirror reversal, no haemodynamics, one trial per stimulus).
+    The ground-truth partner is a nearest neighbour in pRF space, so it is
+    neither symmetric nor one-to-one in general.
+    """
     import nilearn
 
     images, targets = _digit_images()

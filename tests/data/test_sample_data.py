@@ -198,7 +198,7 @@ def test_cnn_weights_reproduce_activations(digits):
     assert state["conv3.weight"].shape == (128, 64, 3, 3)
 
 
-def test_cnn_helper_errors(digits):
+def test_cnn_function_errors(digits):
     pytest.importorskip("torch")
     with pytest.raises(PSMDInputError, match="which must be 'a', 'b' or None"):
         sample_data.digits_cnn_model("c")
