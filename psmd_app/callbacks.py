@@ -1,0 +1,832 @@
+"""Callbacks: plain functions of (state, inputs), and their registration.
+
+Each view has its own callback; each is a thin step from small browser
+state (settings, keys) through :class:`~psmd_app.state.AppState` to a
+figure builder. The functions at module level take the state as first
+argument and can be called in tests without Dash; :func:`register_callbacks`
+wires them to component ids.
+
+Data flow::
+
+    url ─► controls ─► settings ─┬─► result ─► plan, status, ranking, alignment,
+                                 │             embedding colours, unit detail
+                                 └─► problem ─► ε-curves (background)
+                                             └► UMAP (background)
+
+Errors raised in any callback are shown in the alert bar by the app's
+``on_error`` handler (:func:`show_error`); the outputs keep their values.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from dash import Input, Output, Patch, State, ctx, dcc, html, no_update, set_props
+from dash.exceptions import PreventUpdate
+
+from psmd_app import exports, figures, ids, media
+from psmd_app.layout import GRAPH_CONFIG, method_options, view_options
+from psmd_app.settings import (
+    EXACT_MAX_UNITS,
+    Settings,
+    settings_from_query,
+    settings_to_query,
+    snap_unmatched,
+)
+from psmd_app.state import AppState, exact_allowed, single_thread_cpu
+from solver.exceptions import PSMDInputError
+
+logger = logging.getLogger(__name__)
+
+TOP_STIMULI = 8
+MATCH_TOL = 1e-6
+
+
+# ---------------------------------------------------------------- errors
+
+
+def error_message(err: BaseException) -> str:
+    """One readable line for the alert bar."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    marker = "An error occurred inside a background callback: "
+    text = text.replace(marker, "")
+    if isinstance(err, PSMDInputError):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def show_error(err: BaseException) -> None:
+    """``on_error`` handler: log the error and show it in the alert bar."""
+    logger.error("callback failed: %s", err, exc_info=err)
+    set_props(ids.ALERT_TEXT, {"children": error_message(err)})
+    set_props(ids.ALERT, {"hidden": False})
+
+
+def show_notice(text: str) -> None:
+    """Show a non-fatal message in the alert bar (inside a callback)."""
+    set_props(ids.ALERT_TEXT, {"children": text})
+    set_props(ids.ALERT, {"hidden": False})
+
+
+# ---------------------------------------------------------------- settings
+
+
+def restore_from_url(state: AppState, pathname, search):
+    """Controls and selected unit from the address bar (on page load).
+
+    Returns
+    -------
+    tuple
+        dataset, view options, view, cost, method, reg, ε, selected unit,
+        and a list of problems with the query (empty when all was fine).
+    """
+    if pathname is None:
+        raise PreventUpdate
+    s, problems = settings_from_query(
+        search, state.catalog.views(), state.default_dataset
+    )
+    views = state.catalog.info(s.dataset).views
+    selected = None if s.unit_side is None else {"side": s.unit_side, "unit": s.unit}
+    return (
+        s.dataset,
+        view_options(views),
+        s.view,
+        s.cost,
+        s.method,
+        s.reg,
+        s.unmatched,
+        selected,
+        problems,
+    )
+
+
+def dataset_changed(state: AppState, dataset: str, view: str | None):
+    """Layer/region choices and description of the chosen dataset."""
+    info = state.catalog.info(dataset)
+    value = view if view in info.views else info.views[0]
+    row_style = {} if len(info.views) > 1 else {"display": "none"}
+    return view_options(info.views), value, row_style, info.description
+
+
+def collect_settings(
+    state: AppState,
+    dataset,
+    view,
+    cost,
+    method,
+    reg,
+    unmatched,
+    selected,
+    current: dict | None,
+):
+    """Validate the controls into settings and write the address bar.
+
+    Returns
+    -------
+    settings : dict or no_update
+        The new settings without the selected unit (no_update when they did
+        not change, so that a click on a unit does not re-solve).
+    search : str
+        Query string for the address bar, with the selected unit.
+    notices : list of str
+    """
+    notices = []
+    info = state.catalog.info(dataset)
+    if view not in info.views:
+        view = info.views[0]
+    if reg is not None and not reg > 0:
+        notices.append(f"regularisation {reg} must be > 0; using auto.")
+        reg = None
+    s = Settings(
+        dataset=dataset,
+        view=view,
+        cost=cost,
+        method=method,
+        reg=None if reg is None else float(reg),
+        unmatched=snap_unmatched(unmatched if unmatched is not None else 0.0),
+    )
+    if s.method == "exact" and not exact_allowed(state.problem_for(s)):
+        notices.append(
+            f"exact is allowed up to {EXACT_MAX_UNITS} units per side; using Sinkhorn."
+        )
+        s = Settings(**{**s.to_dict(), "method": "sinkhorn"})
+    unit = selected or {}
+    search = settings_to_query(s.with_unit(unit.get("side"), unit.get("unit")))
+    new = s.to_dict()
+    return (no_update if new == current else new), search, notices
+
+
+def derive_problem(state: AppState, settings: dict, current: dict | None):
+    """The problem part of the settings (what the background work depends on)."""
+    s = Settings.from_dict(settings)
+    problem = state.problem_for(s)
+    new = {
+        "dataset": s.dataset,
+        "view": s.view,
+        "cost": s.cost,
+        "reg": s.reg,
+        "key": problem.key,
+        "data_key": problem.data_key,
+    }
+    return no_update if new == current else new
+
+
+def method_availability(state: AppState, problem_store: dict):
+    """Method options and the size note for the current view."""
+    problem = state.problem(
+        problem_store["dataset"], problem_store["view"], problem_store["cost"]
+    )
+    ok = exact_allowed(problem)
+    sizes = f"This view: {problem.n_x} × {problem.n_y} units."
+    rule = f"Exact is allowed up to {EXACT_MAX_UNITS} units per side"
+    note = f"{sizes} {rule}{'.' if ok else ', so only Sinkhorn is offered.'}"
+    return method_options(ok), note
+
+
+# ---------------------------------------------------------------- solving
+
+
+def solve(state: AppState, settings: dict) -> dict:
+    """Solve at the current settings; return the small result store."""
+    s = Settings.from_dict(settings)
+    key, result, cached = state.solve(s)
+    return {
+        **{k: v for k, v in s.to_dict().items() if k not in ("unit_side", "unit")},
+        "key": key,
+        "problem": state.problem_for(s).key,
+        "cached": cached,
+    }
+
+
+def compute_curves(state: AppState, problem_store: dict, set_progress=None) -> dict:
+    """Background job: the ε-curves of a problem (CPU, one thread)."""
+    single_thread_cpu()
+    problem = state.problem(
+        problem_store["dataset"], problem_store["view"], problem_store["cost"]
+    )
+
+    def progress(share: float, message: str) -> None:
+        if set_progress is not None:
+            set_progress((f"{share:.2f}", message))
+
+    key, _ = state.curves(problem, problem_store.get("reg"), progress=progress)
+    return {"key": key, "problem": problem.key}
+
+
+def compute_embedding(state: AppState, problem_store: dict, set_progress=None) -> dict:
+    """Background job: the UMAP layout of a problem's units."""
+    single_thread_cpu()
+    problem = state.problem(
+        problem_store["dataset"], problem_store["view"], problem_store["cost"]
+    )
+
+    def progress(what: str, seconds: float) -> None:
+        if set_progress is not None:
+            set_progress(
+                (f"{min(seconds / 30.0, 0.95):.2f}", f"{what}, {seconds:.0f} s")
+            )
+
+    key, _ = state.embedding(problem, progress=progress)
+    return {"key": key, "data_key": problem.data_key}
+
+
+def _context(state: AppState, result_store: dict | None, curves_store=None):
+    """Problem, result and matching curves (None when stale or missing)."""
+    if not result_store:
+        raise PreventUpdate
+    s = Settings.from_dict(result_store)
+    problem = state.problem_for(s)
+    result = state.get_result(result_store["key"], problem)
+    if result is None:  # evicted from the caches: solve again
+        _, result, _ = state.solve(s)
+    curves = None
+    if curves_store and curves_store.get("problem") == problem.key:
+        curves = state.get_curves(curves_store["key"])
+    return problem, result, curves
+
+
+def _selected_position(problem, selected: dict | None):
+    """(side, kept position) of the selected unit, or None."""
+    if not selected or selected.get("side") not in ("x", "y"):
+        return None
+    pos = problem.kept_position(selected["side"], int(selected["unit"]))
+    return None if pos is None else (selected["side"], pos)
+
+
+def status_text(state: AppState, result_store, curves_store) -> str:
+    """The status line: method, device, iterations, convergence, error, time."""
+    problem, result, curves = _context(state, result_store, curves_store)
+    parts = [
+        "exact" if result.method == "exact" else f"Sinkhorn (reg {result.reg:.3g})",
+        f"device {result.device}",
+        f"{result.n_iter} iterations",
+        "converged" if result.converged else "NOT converged",
+        f"error {result.marginal_error:.1e}",
+        f"{result.time_s * 1000:.0f} ms"
+        + (" (cached)" if result_store["cached"] else ""),
+        f"{problem.n_x} × {problem.n_y} units",
+    ]
+    if curves is not None:
+        parts.append(f"curves: {curves.source} ({curves.detail})")
+    else:
+        parts.append("curves: computing…")
+    return " · ".join(parts)
+
+
+# ---------------------------------------------------------------- views
+
+
+def plan_view(state: AppState, result_store, curves_store, selected, *, patch=False):
+    """Heatmap of the plan; with ``patch`` only the selection outline changes."""
+    problem, result, curves = _context(state, result_store, curves_store)
+    order_x, order_y = state.order(result, curves)
+    marked = _plan_selection(problem, result, order_x, order_y, selected)
+    if patch:
+        update = Patch()
+        update["layout"]["shapes"] = figures.selection_shapes(
+            marked, problem.n_x, problem.n_y
+        )
+        return update
+    return figures.plan_heatmap(
+        result.plan,
+        order_x,
+        order_y,
+        names=problem.names,
+        selected=marked,
+        uirevision=problem.key,
+    )
+
+
+def _plan_selection(problem, result, order_x, order_y, selected):
+    picked = _selected_position(problem, selected)
+    if picked is None:
+        return None
+    side, pos = picked
+    partner = exports.best_matches(result, side)[pos]
+    pos_x, pos_y = (pos, partner) if side == "x" else (partner, pos)
+    return {
+        "rank_x": int(np.flatnonzero(order_x == pos_x)[0]),
+        "rank_y": int(np.flatnonzero(order_y == pos_y)[0]),
+    }
+
+
+def ranking_view(state: AppState, result_store, curves_store, selected):
+    """Units by rank against their entry ε, cut at the current ε."""
+    problem, result, curves = _context(state, result_store, curves_store)
+    if curves is None:
+        return figures.empty_figure("computing the ε-curves…")
+    return figures.ranking_curve(
+        curves.entry_mass_x,
+        curves.entry_mass_y,
+        curves.ranking_x,
+        curves.ranking_y,
+        result.unmatched,
+        names=problem.names,
+        labels_x=problem.labels_x,
+        labels_y=problem.labels_y,
+        selected=_selected_position(problem, selected),
+        source=curves.source,
+        uirevision=problem.key,
+    )
+
+
+def alignment_view(state: AppState, result_store, curves_store):
+    """Raw and normalized scores along ε, with the elbow and ε = 0."""
+    problem, result, curves = _context(state, result_store, curves_store)
+    if curves is None:
+        return figures.empty_figure("computing the ε-curves…")
+    current = figures.ScoreCurve(
+        np.array([result.unmatched]),
+        np.array([result.transport_cost]),
+        problem.cost_name,
+    )
+    return figures.alignment_curve(
+        curves.score_curve,
+        result.unmatched,
+        current=(float(current.raw[0]), float(current.normalized[0])),
+        elbow_unmatched=None if curves.elbow_mass is None else 1 - curves.elbow_mass,
+        elbow_message=curves.elbow_message,
+        source=curves.source,
+        uirevision=problem.key,
+    )
+
+
+def matched_pairs(result, matched_x: np.ndarray) -> np.ndarray:
+    """(unit of X, its main partner) for matched units of X, strongest first."""
+    rows = np.flatnonzero(matched_x)
+    partners = result.plan[rows].argmax(axis=1)
+    strength = result.plan[rows, partners]
+    order = np.argsort(-strength, kind="stable")
+    return np.c_[rows[order], partners[order]]
+
+
+def embedding_view(state: AppState, embedding_store, result_store, selected):
+    """UMAP of all units, coloured by side and matched status."""
+    problem, result, _ = _context(state, result_store)
+    if not embedding_store or embedding_store.get("data_key") != problem.data_key:
+        return figures.empty_figure("computing the UMAP layout…")
+    coords = state.get_embedding(embedding_store["key"])
+    if coords is None:
+        return figures.empty_figure("computing the UMAP layout…")
+    matched_x = result.matched_fraction_x >= figures.MATCHED_THRESHOLD
+    matched_y = result.matched_fraction_y >= figures.MATCHED_THRESHOLD
+    return figures.embedding_scatter(
+        coords,
+        problem.n_x,
+        matched_x,
+        matched_y,
+        matched_pairs(result, matched_x),
+        names=problem.names,
+        labels_x=problem.labels_x,
+        labels_y=problem.labels_y,
+        selected=_selected_position(problem, selected),
+        uirevision=problem.data_key,
+    )
+
+
+def _unit_column(state, problem, side: str, pos: int, facts: list[str]):
+    sample = state.catalog.sample(problem.dataset)
+    unit = int(problem.keep[side][pos])
+    name = problem.names[0 if side == "x" else 1]
+    labels = problem.labels_x if side == "x" else problem.labels_y
+    children = [
+        html.H3([html.Span(name, className=f"side side-{side}"), f" {labels[pos]}"]),
+        html.Ul([html.Li(f) for f in facts], className="facts"),
+    ]
+    info = state.catalog.info(problem.dataset)
+    if info.has_coords and (problem.coords_x is not None):
+        view_index = list(info.views).index(problem.view)
+        children.append(
+            html.Img(
+                src=media.brain_url(problem.dataset, view_index, side, unit),
+                className="brain-map",
+                alt=f"brain map of {name} {labels[pos]}",
+            )
+        )
+    if sample.images is not None:
+        raw = problem.raw_x if side == "x" else problem.raw_y
+        top = np.argsort(-np.asarray(raw[:, unit]), kind="stable")[:TOP_STIMULI]
+        children.append(html.Div("Top stimuli", className="strip-label"))
+        children.append(
+            html.Div(
+                [
+                    html.Img(
+                        src=media.stimulus_url(problem.dataset, int(i)),
+                        className="stimulus",
+                        title=f"stimulus {int(i)}",
+                        alt=f"stimulus {int(i)}",
+                    )
+                    for i in top
+                ],
+                className="stimulus-strip",
+            )
+        )
+    return html.Div(children, className=f"unit-col unit-{side}")
+
+
+def unit_view(state: AppState, selected, result_store, curves_store):
+    """The selected unit and its best match side by side."""
+    problem, result, curves = _context(state, result_store, curves_store)
+    picked = _selected_position(problem, selected)
+    if picked is None:
+        return html.P(
+            "Click a unit in any view to see it next to its best match.",
+            className="note",
+        )
+    side, pos = picked
+    other = "y" if side == "x" else "x"
+    partner = int(exports.best_matches(result, side)[pos])
+    plan_row = result.plan[pos] if side == "x" else result.plan[:, pos]
+    is_matched = (
+        plan_row.sum() * (problem.n_x if side == "x" else problem.n_y) > MATCH_TOL
+    )
+    r = exports.tuning_r(problem, side, pos, partner)
+
+    def facts(s, p):
+        frac = (result.matched_fraction_x if s == "x" else result.matched_fraction_y)[p]
+        out = [f"matched {frac:.0%} of its weight at ε = {result.unmatched:.2f}"]
+        if curves is not None:
+            entry = (curves.entry_mass_x if s == "x" else curves.entry_mass_y)[p]
+            out.append(f"enters at ε = {1 - entry:.3f} (entry mass {entry:.3f})")
+        return out
+
+    relation = "best match" if is_matched else "most similar unit (it is unmatched)"
+    weight = 1.0 / (problem.n_x if side == "x" else problem.n_y)
+    header = html.P(
+        [
+            html.Strong(f"tuning r = {r:.3f}"),
+            f" · {relation}, receiving {plan_row[partner] / weight:.0%} of the "
+            "selected unit's weight",
+        ],
+        className="unit-summary",
+    )
+    p = problem.prepared
+    response = (p.X if side == "x" else p.Y)[:, pos]
+    partner_response = (p.Y if side == "x" else p.X)[:, partner]
+    names = problem.names if side == "x" else problem.names[::-1]
+    labels = (problem.labels_x, problem.labels_y)
+    scatter = figures.tuning_scatter(
+        response,
+        partner_response,
+        names=(
+            f"{names[0]} {labels[0 if side == 'x' else 1][pos]}",
+            f"{names[1]} {labels[1 if side == 'x' else 0][partner]}",
+        ),
+    )
+    return html.Div(
+        [
+            header,
+            html.Div(
+                [
+                    _unit_column(state, problem, side, pos, facts(side, pos)),
+                    _unit_column(state, problem, other, partner, facts(other, partner)),
+                ],
+                className="unit-grid",
+            ),
+            dcc.Graph(
+                id=ids.UNIT_TUNING,
+                figure=scatter,
+                config=GRAPH_CONFIG,
+                style={"height": "220px"},
+            ),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- clicks
+
+
+def _original(problem, side: str, pos: int) -> dict:
+    return {"side": side, "unit": int(problem.keep[side][int(pos)])}
+
+
+def unit_from_plan_click(state: AppState, click, result_store, curves_store):
+    """Selected unit from a click on the heatmap (its row) or a marginal bar."""
+    if not click or not click.get("points"):
+        raise PreventUpdate
+    problem, result, curves = _context(state, result_store, curves_store)
+    order_x, order_y = state.order(result, curves)
+    point = click["points"][0]
+    curve = point.get("curveNumber", 0)
+    if curve in (3, 4):  # Y's bars above the heatmap
+        rank = int(round(float(point["x"])))
+        return _original(problem, "y", order_y[min(max(rank, 0), order_y.size - 1)])
+    rank = int(round(float(point["y"])))
+    return _original(problem, "x", order_x[min(max(rank, 0), order_x.size - 1)])
+
+
+def unit_from_point_click(state: AppState, click, result_store):
+    """Selected unit from a click on a point carrying ``[side, unit]`` customdata."""
+    if not click or not click.get("points"):
+        raise PreventUpdate
+    data = click["points"][0].get("customdata")
+    if not data or data[0] not in ("x", "y"):
+        raise PreventUpdate
+    problem, _, _ = _context(state, result_store)
+    return _original(problem, data[0], int(data[1]))
+
+
+# ---------------------------------------------------------------- exports
+
+
+def _file_stem(result_store: dict) -> str:
+    view = "".join(c if c.isalnum() else "-" for c in result_store["view"])
+    return f"psmd_{result_store['dataset']}_{view}_eps{result_store['unmatched']:g}"
+
+
+def export_ranking(state: AppState, result_store, curves_store) -> dict:
+    """Download of the ranking CSV."""
+    problem, result, curves = _context(state, result_store, curves_store)
+    text = exports.ranking_csv(problem, result, curves)
+    return dcc.send_string(text, f"{_file_stem(result_store)}_ranking.csv")
+
+
+def export_plan(state: AppState, result_store) -> dict:
+    """Download of the plan NPZ."""
+    problem, result, _ = _context(state, result_store)
+    data = exports.plan_npz(problem, result)
+    return dcc.send_bytes(data, f"{_file_stem(result_store)}_plan.npz")
+
+
+def export_provenance(state: AppState, result_store, curves_store) -> dict:
+    """Download of the settings and provenance JSON."""
+    problem, result, curves = _context(state, result_store, curves_store)
+    text = exports.provenance_json(
+        problem,
+        result,
+        Settings.from_dict(result_store),
+        result_key=result_store["key"],
+        curves=curves,
+        versions=state.versions,
+    )
+    return dcc.send_string(text, f"{_file_stem(result_store)}_provenance.json")
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _register_settings(app, state: AppState) -> None:
+    @app.callback(
+        Output(ids.DATASET, "value"),
+        Output(ids.VIEW, "options"),
+        Output(ids.VIEW, "value"),
+        Output(ids.COST, "value"),
+        Output(ids.METHOD, "value"),
+        Output(ids.REG, "value"),
+        Output(ids.UNMATCHED, "value"),
+        Output(ids.SELECTED_UNIT, "data"),
+        Input(ids.URL, "pathname"),
+        State(ids.URL, "search"),
+    )
+    def _restore(pathname, search):
+        *values, problems = restore_from_url(state, pathname, search)
+        if problems:
+            show_notice("Address bar: " + " ".join(problems))
+        return tuple(values)
+
+    @app.callback(
+        Output(ids.VIEW, "options", allow_duplicate=True),
+        Output(ids.VIEW, "value", allow_duplicate=True),
+        Output(ids.VIEW_ROW, "style"),
+        Output(ids.DATASET_DESCRIPTION, "children"),
+        Input(ids.DATASET, "value"),
+        State(ids.VIEW, "value"),
+        prevent_initial_call=True,
+    )
+    def _dataset(dataset, view):
+        return dataset_changed(state, dataset, view)
+
+    @app.callback(
+        Output(ids.SETTINGS_STORE, "data"),
+        Output(ids.URL, "search"),
+        Input(ids.DATASET, "value"),
+        Input(ids.VIEW, "value"),
+        Input(ids.COST, "value"),
+        Input(ids.METHOD, "value"),
+        Input(ids.REG, "value"),
+        Input(ids.UNMATCHED, "value"),
+        Input(ids.SELECTED_UNIT, "data"),
+        State(ids.SETTINGS_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _collect(dataset, view, cost, method, reg, unmatched, selected, current):
+        settings, search, notices = collect_settings(
+            state, dataset, view, cost, method, reg, unmatched, selected, current
+        )
+        if notices:
+            show_notice(" ".join(notices))
+        return settings, search
+
+    @app.callback(
+        Output(ids.PROBLEM_STORE, "data"),
+        Input(ids.SETTINGS_STORE, "data"),
+        State(ids.PROBLEM_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _problem(settings, current):
+        return derive_problem(state, settings, current)
+
+    @app.callback(
+        Output(ids.METHOD, "options"),
+        Output(ids.METHOD_NOTE, "children"),
+        Input(ids.PROBLEM_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _methods(problem_store):
+        return method_availability(state, problem_store)
+
+    app.clientside_callback(
+        "function(v) { return 'Unmatched mass \u03b5 = ' + Number(v).toFixed(2); }",
+        Output(ids.UNMATCHED_LABEL, "children"),
+        Input(ids.UNMATCHED, "value"),
+    )
+    app.clientside_callback(
+        "function(n) { return true; }",
+        Output(ids.ALERT, "hidden"),
+        Input(ids.ALERT_CLOSE, "n_clicks"),
+        prevent_initial_call=True,
+    )
+
+
+def _register_work(app, state: AppState) -> None:
+    @app.callback(
+        Output(ids.RESULT_STORE, "data"),
+        Input(ids.SETTINGS_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _solve(settings):
+        return solve(state, settings)
+
+    @app.callback(
+        Output(ids.CURVES_STORE, "data"),
+        Input(ids.PROBLEM_STORE, "data"),
+        background=True,
+        progress=[
+            Output(ids.CURVES_PROGRESS, "value"),
+            Output(ids.CURVES_STATUS, "children"),
+        ],
+        running=[
+            (Output(ids.CURVES_BUSY, "style"), {"display": "grid"}, {"display": "none"})
+        ],
+        cancel=[Input(ids.CURVES_CANCEL, "n_clicks")],
+        interval=300,
+        prevent_initial_call=True,
+    )
+    def _curves(set_progress, problem_store):
+        return compute_curves(state, problem_store, set_progress)
+
+    @app.callback(
+        Output(ids.EMBEDDING_STORE, "data"),
+        Input(ids.PROBLEM_STORE, "data"),
+        background=True,
+        progress=[
+            Output(ids.EMBEDDING_PROGRESS, "value"),
+            Output(ids.EMBEDDING_PROGRESS_TEXT, "children"),
+        ],
+        running=[
+            (
+                Output(ids.EMBEDDING_BUSY, "style"),
+                {"display": "grid"},
+                {"display": "none"},
+            )
+        ],
+        cancel=[Input(ids.EMBEDDING_CANCEL, "n_clicks")],
+        interval=500,
+        prevent_initial_call=True,
+    )
+    def _embedding(set_progress, problem_store):
+        return compute_embedding(state, problem_store, set_progress)
+
+
+def _register_views(app, state: AppState) -> None:
+    @app.callback(
+        Output(ids.STATUS_LINE, "children"),
+        Input(ids.RESULT_STORE, "data"),
+        Input(ids.CURVES_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _status(result_store, curves_store):
+        return status_text(state, result_store, curves_store)
+
+    @app.callback(
+        Output(ids.PLAN_HEATMAP, "figure"),
+        Input(ids.RESULT_STORE, "data"),
+        Input(ids.CURVES_STORE, "data"),
+        Input(ids.SELECTED_UNIT, "data"),
+        prevent_initial_call=True,
+    )
+    def _plan(result_store, curves_store, selected):
+        patch = list(ctx.triggered_prop_ids.values()) == [ids.SELECTED_UNIT]
+        return plan_view(state, result_store, curves_store, selected, patch=patch)
+
+    @app.callback(
+        Output(ids.RANKING_CURVE, "figure"),
+        Input(ids.RESULT_STORE, "data"),
+        Input(ids.CURVES_STORE, "data"),
+        Input(ids.SELECTED_UNIT, "data"),
+        prevent_initial_call=True,
+    )
+    def _ranking(result_store, curves_store, selected):
+        return ranking_view(state, result_store, curves_store, selected)
+
+    @app.callback(
+        Output(ids.ALIGNMENT_CURVE, "figure"),
+        Input(ids.RESULT_STORE, "data"),
+        Input(ids.CURVES_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _alignment(result_store, curves_store):
+        return alignment_view(state, result_store, curves_store)
+
+    @app.callback(
+        Output(ids.EMBEDDING_PLOT, "figure"),
+        Input(ids.EMBEDDING_STORE, "data"),
+        Input(ids.RESULT_STORE, "data"),
+        Input(ids.SELECTED_UNIT, "data"),
+        prevent_initial_call=True,
+    )
+    def _embedding_plot(embedding_store, result_store, selected):
+        return embedding_view(state, embedding_store, result_store, selected)
+
+    @app.callback(
+        Output(ids.UNIT_DETAIL, "children"),
+        Input(ids.SELECTED_UNIT, "data"),
+        Input(ids.RESULT_STORE, "data"),
+        Input(ids.CURVES_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _unit(selected, result_store, curves_store):
+        return unit_view(state, selected, result_store, curves_store)
+
+
+def _register_clicks(app, state: AppState) -> None:
+    @app.callback(
+        Output(ids.SELECTED_UNIT, "data", allow_duplicate=True),
+        Input(ids.PLAN_HEATMAP, "clickData"),
+        State(ids.RESULT_STORE, "data"),
+        State(ids.CURVES_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _plan_click(click, result_store, curves_store):
+        return unit_from_plan_click(state, click, result_store, curves_store)
+
+    for graph_id in (ids.RANKING_CURVE, ids.EMBEDDING_PLOT):
+
+        @app.callback(
+            Output(ids.SELECTED_UNIT, "data", allow_duplicate=True),
+            Input(graph_id, "clickData"),
+            State(ids.RESULT_STORE, "data"),
+            prevent_initial_call=True,
+        )
+        def _point_click(click, result_store):
+            return unit_from_point_click(state, click, result_store)
+
+
+def _register_exports(app, state: AppState) -> None:
+    @app.callback(
+        Output(ids.DOWNLOAD_CSV, "data"),
+        Input(ids.EXPORT_CSV, "n_clicks"),
+        State(ids.RESULT_STORE, "data"),
+        State(ids.CURVES_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _csv(n_clicks, result_store, curves_store):
+        return export_ranking(state, result_store, curves_store)
+
+    @app.callback(
+        Output(ids.DOWNLOAD_NPZ, "data"),
+        Input(ids.EXPORT_NPZ, "n_clicks"),
+        State(ids.RESULT_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _npz(n_clicks, result_store):
+        return export_plan(state, result_store)
+
+    @app.callback(
+        Output(ids.DOWNLOAD_JSON, "data"),
+        Input(ids.EXPORT_JSON, "n_clicks"),
+        State(ids.RESULT_STORE, "data"),
+        State(ids.CURVES_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _json(n_clicks, result_store, curves_store):
+        return export_provenance(state, result_store, curves_store)
+
+
+def register_callbacks(app, state: AppState | None = None) -> None:
+    """Wire every callback of the app to its components.
+
+    Parameters
+    ----------
+    app : dash.Dash
+        Created with a background callback manager.
+    state : AppState or None
+        Server state; default ``app.server.config["PSMD_STATE"]``.
+    """
+    state = state or app.server.config["PSMD_STATE"]
+    _register_settings(app, state)
+    _register_work(app, state)
+    _register_views(app, state)
+    _register_clicks(app, state)
+    _register_exports(app, state)
