@@ -68,7 +68,6 @@ def test_brute_force_puts_the_cleanest_copies_first_for_both_costs(rng):
         assert spearman(ranking, np.argsort(noise[order])) >= 0.9, cost
 
 
-@pytest.mark.slow
 def test_a12_entry_mass_ranking_agrees_with_brute_force():
     pair = planted_pair(seed=0)
     cost = prepare(pair.X, pair.Y).cost
