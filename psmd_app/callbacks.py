@@ -321,7 +321,7 @@ def ranking_view(state: AppState, result_store, curves_store, selected):
         curves.entry_mass_y,
         curves.ranking_x,
         curves.ranking_y,
-        result.unmatched,
+        result_store["unmatched"],
         names=problem.names,
         labels_x=problem.labels_x,
         labels_y=problem.labels_y,
@@ -343,7 +343,7 @@ def alignment_view(state: AppState, result_store, curves_store):
     )
     return figures.alignment_curve(
         curves.score_curve,
-        result.unmatched,
+        result_store["unmatched"],
         current=(float(current.raw[0]), float(current.normalized[0])),
         elbow_unmatched=None if curves.elbow_mass is None else 1 - curves.elbow_mass,
         elbow_message=curves.elbow_message,
