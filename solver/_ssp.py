@@ -254,6 +254,219 @@ def _refresh_minima(
                 colarg[j] = i
 
 
+# Rows of the edge pool: flow-carrying edges, one doubly linked list per column.
+E_ROW, E_COL, E_FLOW, E_NEXT, E_PREV = 0, 1, 2, 3, 4
+
+
+@njit(cache=True)
+def _dijkstra(
+    C, cand, colmin, colarg, p_source, pr, pc, supply, demand, edges, col_head, ws
+):
+    """Shortest reduced distances from all free rows until the sink is reached.
+
+    Returns the distance to the sink, its column, and how many columns and
+    rows were settled (listed in ``ws``).
+    """
+    row_idx, row_val = cand
+    key, pred, col_done, col_dist, row_done, row_dist, row_edge = ws[:7]
+    settled_cols, settled_rows, hk, hv, state = ws[7:]
+    _start(colmin, colarg, p_source, pc, demand, key, pred, state)
+    state[2] = _rebuild_heap(hk, hv, key, col_done, demand, state[0])
+    ns_c = 0
+    ns_r = 0
+    while state[2] > 0:
+        dj = hk[0]
+        j = hv[0]
+        if dj >= state[0]:
+            break
+        n = int(state[2]) - 1
+        hk[0] = hk[n]
+        hv[0] = hv[n]
+        _sift_down(hk, hv, n, 0)
+        state[2] = n
+        if col_done[j] or dj > key[j]:
+            continue
+        col_done[j] = True
+        col_dist[j] = dj
+        settled_cols[ns_c] = j
+        ns_c += 1
+        # Backward arcs carry reduced cost 0: reach the rows feeding j.
+        e = col_head[j]
+        while e >= 0:
+            i = edges[E_ROW, e]
+            if supply[i] == 0 and not row_done[i]:
+                row_done[i] = True
+                row_dist[i] = dj
+                row_edge[i] = e
+                settled_rows[ns_r] = i
+                ns_r += 1
+                _relax_row(
+                    C,
+                    i,
+                    dj + pr[i],
+                    row_idx,
+                    row_val,
+                    key,
+                    pred,
+                    pc,
+                    col_done,
+                    demand,
+                    state,
+                    hk,
+                    hv,
+                )
+            e = edges[E_NEXT, e]
+    return state[0], int(state[1]), ns_c, ns_r
+
+
+@njit(cache=True)
+def _move_potentials(dist, ns_c, ns_r, pr, pc, ws):
+    """Settled nodes move by (their distance - dist); reset their flags."""
+    col_done, col_dist, row_done, row_dist = ws[2], ws[3], ws[4], ws[5]
+    settled_cols, settled_rows = ws[7], ws[8]
+    for t in range(ns_c):
+        j = settled_cols[t]
+        pc[j] += col_dist[j] - dist
+        col_done[j] = False
+    for t in range(ns_r):
+        i = settled_rows[t]
+        pr[i] += row_dist[i] - dist
+        row_done[i] = False
+
+
+@njit(cache=True)
+def _walk(jt, pred, row_edge, edges, supply, demand, walk_rows, walk_cols):
+    """Trace the path back from sink column ``jt``; return its length and bottleneck.
+
+    The path is written sink first into ``walk_rows`` / ``walk_cols``.
+    """
+    m = 0
+    j = jt
+    delta = demand[jt]
+    while True:
+        i = pred[j]
+        walk_rows[m] = i
+        walk_cols[m] = j
+        m += 1
+        if supply[i] > 0:
+            return m, min(delta, supply[i])
+        e = row_edge[i]
+        delta = min(delta, edges[E_FLOW, e])
+        j = edges[E_COL, e]
+
+
+@njit(cache=True)
+def _new_edge(edges, col_head, pool, i, j):
+    """Add an empty edge (i, j) at the head of column j's list."""
+    if pool[0] >= 0:
+        e = pool[0]
+        pool[0] = edges[E_NEXT, e]
+    else:
+        e = pool[1]
+        pool[1] += 1
+        if e >= edges.shape[1]:
+            grown = np.empty((5, 2 * edges.shape[1]), np.int64)
+            grown[:, : edges.shape[1]] = edges
+            edges = grown
+    edges[E_ROW, e] = i
+    edges[E_COL, e] = j
+    edges[E_FLOW, e] = 0
+    edges[E_PREV, e] = -1
+    edges[E_NEXT, e] = col_head[j]
+    if col_head[j] >= 0:
+        edges[E_PREV, col_head[j]] = e
+    col_head[j] = e
+    return edges, e
+
+
+@njit(cache=True)
+def _drop_edge(edges, col_head, pool, e):
+    """Unlink edge ``e`` from its column and return it to the pool."""
+    if edges[E_PREV, e] >= 0:
+        edges[E_NEXT, edges[E_PREV, e]] = edges[E_NEXT, e]
+    else:
+        col_head[edges[E_COL, e]] = edges[E_NEXT, e]
+    if edges[E_NEXT, e] >= 0:
+        edges[E_PREV, edges[E_NEXT, e]] = edges[E_PREV, e]
+    edges[E_NEXT, e] = pool[0]
+    pool[0] = e
+
+
+@njit(cache=True)
+def _augment(edges, col_head, pool, rows, cols, row_edge, delta):
+    """Push ``delta`` along the path: forward arcs gain, backward arcs lose."""
+    for t in range(rows.size):
+        i = rows[t]
+        j = cols[t]
+        e = col_head[j]
+        while e >= 0 and edges[E_ROW, e] != i:
+            e = edges[E_NEXT, e]
+        if e < 0:
+            edges, e = _new_edge(edges, col_head, pool, i, j)
+        edges[E_FLOW, e] += delta
+        if t > 0:
+            e = row_edge[i]
+            edges[E_FLOW, e] -= delta
+            if edges[E_FLOW, e] == 0:
+                _drop_edge(edges, col_head, pool, e)
+    return edges
+
+
+@njit(cache=True)
+def _log_path(C, log, n_aug, delta, m, walk_rows, walk_cols):
+    """Append the path (source first), its flow and its cost to ``log``."""
+    aug_delta, aug_cost, path_ptr, path_rows, path_cols = log
+    if n_aug + 1 >= aug_delta.size:
+        aug_delta = _grow(aug_delta, n_aug + 2)
+        aug_cost = _grow(aug_cost, n_aug + 2)
+        path_ptr = _grow(path_ptr, n_aug + 3)
+    p0 = path_ptr[n_aug]
+    path_rows = _grow(path_rows, p0 + m)
+    path_cols = _grow(path_cols, p0 + m)
+    length = 0.0
+    for t in range(m):
+        i = walk_rows[m - 1 - t]
+        j = walk_cols[m - 1 - t]
+        path_rows[p0 + t] = i
+        path_cols[p0 + t] = j
+        length += C[i, j]
+        if t > 0:
+            length -= C[i, path_cols[p0 + t - 1]]
+    aug_delta[n_aug] = delta
+    aug_cost[n_aug] = length
+    path_ptr[n_aug + 1] = p0 + m
+    return aug_delta, aug_cost, path_ptr, path_rows, path_cols
+
+
+@njit(cache=True)
+def _workspace(nx, ny):
+    """Dijkstra arrays; only the entries a run touches are reset after it."""
+    return (
+        np.empty(ny),  # key: tentative distance of each column
+        np.empty(ny, np.int64),  # pred: row before each column
+        np.zeros(ny, np.bool_),  # col_done
+        np.empty(ny),  # col_dist
+        np.zeros(nx, np.bool_),  # row_done
+        np.empty(nx),  # row_dist
+        np.empty(nx, np.int64),  # row_edge: backward arc that reached the row
+        np.empty(ny, np.int64),  # settled_cols
+        np.empty(nx, np.int64),  # settled_rows
+        np.empty(2 * ny + 16),  # heap keys
+        np.empty(2 * ny + 16, np.int64),  # heap columns
+        np.zeros(4),  # state: sink distance, sink column, heap size, dense scans
+    )
+
+
+@njit(cache=True)
+def _leave_free(r0, free_rows, free_pos, n_free):
+    """Remove row ``r0`` from the list of free rows; return the new count."""
+    pos = free_pos[r0]
+    last = free_rows[n_free - 1]
+    free_rows[pos] = last
+    free_pos[last] = pos
+    return n_free - 1
+
+
 @njit(cache=True)
 def ssp_path(C, cap_row, cap_col, stop_flow, n_candidates):
     """Run successive shortest paths until the flow reaches ``stop_flow``.
@@ -287,41 +500,20 @@ def ssp_path(C, cap_row, cap_col, stop_flow, n_candidates):
     free_rows = np.arange(nx)
     free_pos = np.arange(nx)
     n_free = nx
-
-    # Flow-carrying edges: a pool of doubly linked lists, one per column.
-    n_pool = nx + ny + 16
-    e_row = np.empty(n_pool, np.int64)
-    e_col = np.empty(n_pool, np.int64)
-    e_flow = np.zeros(n_pool, np.int64)
-    e_next = np.empty(n_pool, np.int64)
-    e_prev = np.empty(n_pool, np.int64)
+    edges = np.empty((5, nx + ny + 16), np.int64)
     col_head = np.full(ny, -1, np.int64)
-    e_free = -1
-    n_used = 0
-
-    # Dijkstra workspace; only touched entries are reset after each run.
-    key = np.empty(ny)
-    pred = np.empty(ny, np.int64)
-    col_done = np.zeros(ny, np.bool_)
-    col_dist = np.empty(ny)
-    row_done = np.zeros(nx, np.bool_)
-    row_dist = np.empty(nx)
-    row_edge = np.empty(nx, np.int64)
-    settled_cols = np.empty(ny, np.int64)
-    settled_rows = np.empty(nx, np.int64)
+    pool = np.array([-1, 0])  # head of the free list, edges used so far
+    ws = _workspace(nx, ny)
     walk_rows = np.empty(nx, np.int64)
     walk_cols = np.empty(nx, np.int64)
-    hk = np.empty(2 * ny + 16)
-    hv = np.empty(2 * ny + 16, np.int64)
-    state = np.zeros(4)
-
-    # Logs.
-    n_aug_cap = nx + ny + 16
-    aug_delta = np.empty(n_aug_cap, np.int64)
-    aug_cost = np.empty(n_aug_cap)
-    path_ptr = np.zeros(n_aug_cap + 1, np.int64)
-    path_rows = np.empty(4 * n_aug_cap, np.int64)
-    path_cols = np.empty(4 * n_aug_cap, np.int64)
+    n_log = nx + ny + 16
+    log = (
+        np.empty(n_log, np.int64),
+        np.empty(n_log),
+        np.zeros(n_log + 1, np.int64),
+        np.empty(4 * n_log, np.int64),
+        np.empty(4 * n_log, np.int64),
+    )
     entry_x = np.full(nx, -1, np.int64)
     entry_y = np.full(ny, -1, np.int64)
     first_col = np.full(nx, -1, np.int64)
@@ -329,180 +521,58 @@ def ssp_path(C, cap_row, cap_col, stop_flow, n_candidates):
 
     flow = 0
     n_aug = 0
-    n_settled = 0
     while flow < stop_flow:
-        # Dijkstra from all free rows at once, through the column minima.
-        _start(colmin, colarg, p_source, pc, demand, key, pred, state)
-        state[2] = _rebuild_heap(hk, hv, key, col_done, demand, state[0])
-        ns_c = 0
-        ns_r = 0
-        while state[2] > 0:
-            dj = hk[0]
-            j = hv[0]
-            if dj >= state[0]:
-                break
-            n = int(state[2]) - 1
-            hk[0] = hk[n]
-            hv[0] = hv[n]
-            _sift_down(hk, hv, n, 0)
-            state[2] = n
-            if col_done[j] or dj > key[j]:
-                continue
-            col_done[j] = True
-            col_dist[j] = dj
-            settled_cols[ns_c] = j
-            ns_c += 1
-            # Backward arcs carry reduced cost 0: reach the rows feeding j.
-            e = col_head[j]
-            while e >= 0:
-                i = e_row[e]
-                if supply[i] == 0 and not row_done[i]:
-                    row_done[i] = True
-                    row_dist[i] = dj
-                    row_edge[i] = e
-                    settled_rows[ns_r] = i
-                    ns_r += 1
-                    _relax_row(
-                        C,
-                        i,
-                        dj + pr[i],
-                        row_idx,
-                        row_val,
-                        key,
-                        pred,
-                        pc,
-                        col_done,
-                        demand,
-                        state,
-                        hk,
-                        hv,
-                    )
-                e = e_next[e]
-        dist = state[0]
-        jt = int(state[1])
-        n_settled += ns_c
-
-        # Potentials: settled nodes move by (distance - dist), the rest stay.
-        for t in range(ns_c):
-            j = settled_cols[t]
-            pc[j] += col_dist[j] - dist
-            col_done[j] = False
-        for t in range(ns_r):
-            i = settled_rows[t]
-            pr[i] += row_dist[i] - dist
-            row_done[i] = False
+        dist, jt, ns_c, ns_r = _dijkstra(
+            C,
+            (row_idx, row_val),
+            colmin,
+            colarg,
+            p_source,
+            pr,
+            pc,
+            supply,
+            demand,
+            edges,
+            col_head,
+            ws,
+        )
+        _move_potentials(dist, ns_c, ns_r, pr, pc, ws)
         p_source -= dist
-
-        # Walk back from the sink column to a free row; find the bottleneck.
-        m = 0
-        j = jt
-        delta = demand[jt]
-        while True:
-            i = pred[j]
-            walk_rows[m] = i
-            walk_cols[m] = j
-            m += 1
-            if supply[i] > 0:
-                delta = min(delta, supply[i])
-                break
-            e = row_edge[i]
-            delta = min(delta, e_flow[e])
-            j = e_col[e]
+        m, delta = _walk(jt, ws[1], ws[6], edges, supply, demand, walk_rows, walk_cols)
         delta = min(delta, stop_flow - flow)
-
-        # Log the augmentation (path from source to sink).
-        if n_aug + 1 >= aug_delta.size:
-            aug_delta = _grow(aug_delta, n_aug + 2)
-            aug_cost = _grow(aug_cost, n_aug + 2)
-            path_ptr = _grow(path_ptr, n_aug + 3)
-        p0 = path_ptr[n_aug]
-        path_rows = _grow(path_rows, p0 + m)
-        path_cols = _grow(path_cols, p0 + m)
-        length = 0.0
-        for t in range(m):
-            i = walk_rows[m - 1 - t]
-            j = walk_cols[m - 1 - t]
-            path_rows[p0 + t] = i
-            path_cols[p0 + t] = j
-            length += C[i, j]
-            if t > 0:
-                length -= C[i, path_cols[p0 + t - 1]]
-        aug_delta[n_aug] = delta
-        aug_cost[n_aug] = length
-        path_ptr[n_aug + 1] = p0 + m
-
-        # Apply the augmentation to the edge lists.
-        for t in range(m):
-            i = path_rows[p0 + t]
-            j = path_cols[p0 + t]
-            e = col_head[j]
-            while e >= 0 and e_row[e] != i:
-                e = e_next[e]
-            if e < 0:
-                if e_free >= 0:
-                    e = e_free
-                    e_free = e_next[e]
-                else:
-                    if n_used >= e_row.size:
-                        e_row = _grow(e_row, n_used + 1)
-                        e_col = _grow(e_col, n_used + 1)
-                        e_flow = _grow(e_flow, n_used + 1)
-                        e_next = _grow(e_next, n_used + 1)
-                        e_prev = _grow(e_prev, n_used + 1)
-                    e = n_used
-                    n_used += 1
-                e_row[e] = i
-                e_col[e] = j
-                e_flow[e] = 0
-                e_prev[e] = -1
-                e_next[e] = col_head[j]
-                if col_head[j] >= 0:
-                    e_prev[col_head[j]] = e
-                col_head[j] = e
-            e_flow[e] += delta
-            if t > 0:
-                e = row_edge[i]
-                e_flow[e] -= delta
-                if e_flow[e] == 0:
-                    if e_prev[e] >= 0:
-                        e_next[e_prev[e]] = e_next[e]
-                    else:
-                        col_head[e_col[e]] = e_next[e]
-                    if e_next[e] >= 0:
-                        e_prev[e_next[e]] = e_prev[e]
-                    e_next[e] = e_free
-                    e_free = e
+        log = _log_path(C, log, n_aug, delta, m, walk_rows, walk_cols)
+        p0 = log[2][n_aug]
+        rows = log[3][p0 : p0 + m]
+        cols = log[4][p0 : p0 + m]
+        edges = _augment(edges, col_head, pool, rows, cols, ws[6], delta)
 
         # Source row and sink column; entry of units into the support.
-        r0 = path_rows[p0]
-        jt = path_cols[p0 + m - 1]
+        r0 = rows[0]
+        jt = cols[m - 1]
         if entry_x[r0] < 0:
             entry_x[r0] = flow
-            first_col[r0] = path_cols[p0]
+            first_col[r0] = cols[0]
         if entry_y[jt] < 0:
             entry_y[jt] = flow
-            first_row[jt] = path_rows[p0 + m - 1]
+            first_row[jt] = rows[m - 1]
         supply[r0] -= delta
         demand[jt] -= delta
         flow += delta
         n_aug += 1
         if supply[r0] == 0:
             pr[r0] = p_source
-            pos = free_pos[r0]
-            last = free_rows[n_free - 1]
-            free_rows[pos] = last
-            free_pos[last] = pos
-            n_free -= 1
+            n_free = _leave_free(r0, free_rows, free_pos, n_free)
             _refresh_minima(
                 C, r0, colmin, colarg, col_idx, col_val, supply, free_rows, n_free
             )
 
+    n_path = log[2][n_aug]
     return (
-        aug_delta[:n_aug].copy(),
-        aug_cost[:n_aug].copy(),
-        path_ptr[: n_aug + 1].copy(),
-        path_rows[: path_ptr[n_aug]].copy(),
-        path_cols[: path_ptr[n_aug]].copy(),
+        log[0][:n_aug].copy(),
+        log[1][:n_aug].copy(),
+        log[2][: n_aug + 1].copy(),
+        log[3][:n_path].copy(),
+        log[4][:n_path].copy(),
         entry_x,
         entry_y,
         first_col,
@@ -512,7 +582,7 @@ def ssp_path(C, cap_row, cap_col, stop_flow, n_candidates):
         p_source,
         supply,
         demand,
-        np.array([n_settled, int(state[3])]),
+        np.array([n_aug, int(ws[11][3])]),
     )
 
 
