@@ -28,6 +28,7 @@ step instead of several element-wise passes over the matrix.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -331,7 +332,7 @@ class SinkhornSolver:
             cost, masses, a, b, self.reg, self.dtype, device
         )
         f0, g0 = _initial_potentials(init, problem)
-        state = _absorbed_state(problem, f0, g0)
+        state = _absorbed_state(problem, f0, g0, exact=init is None)
         logger.debug(
             "sinkhorn: %d mass(es), cost %s, reg %.3g, %s on %s",
             len(masses),
@@ -368,7 +369,7 @@ class SinkhornSolver:
             if _should_stop(error, self.tol):
                 break
             _adapt_omega(state, errors, checked_at)
-            if _absorb_if_needed(problem, state):
+            if _rescale(problem, state):
                 row_sums = None
         return n_iter, np.array(errors).reshape(-1, len(problem.masses))
 
@@ -498,7 +499,12 @@ def _initial_potentials(init, problem: _Problem) -> tuple[torch.Tensor, torch.Te
             torch.zeros(n_batch, n_x + 1, dtype=dtype, device=device),
             torch.zeros(n_batch, n_y + 1, dtype=dtype, device=device),
         )
-    inits = [init] * n_batch if _is_single_init(init) else list(init)
+    if _is_single_init(init):
+        inits = [init] * n_batch
+    elif isinstance(init, (list, tuple)):
+        inits = list(init)
+    else:
+        inits = [init] * n_batch  # _init_pair names the wrong type
     if len(inits) != n_batch:
         raise PSMDInputError(
             f"init has {len(inits)} entries for {n_batch} masses; give one init or "
@@ -546,8 +552,14 @@ def _init_pair(item, n_x: int, n_y: int) -> tuple[np.ndarray, np.ndarray]:
     return f, g
 
 
-def _absorbed_state(problem: _Problem, f: torch.Tensor, g: torch.Tensor) -> _State:
-    """Build the kernel for potentials ``f``, ``g`` with unit scalings."""
+def _absorbed_state(
+    problem: _Problem, f: torch.Tensor, g: torch.Tensor, *, exact: bool
+) -> _State:
+    """Build the kernel for potentials ``f``, ``g`` with unit scalings.
+
+    With ``exact`` (a cold start) one exact log-domain step comes first, so
+    the kernel starts near the right scale whatever ``reg`` is.
+    """
     n_batch = len(problem.masses)
     n_x, n_y = problem.cost.shape
     dtype = problem.cost.dtype
@@ -562,7 +574,10 @@ def _absorbed_state(problem: _Problem, f: torch.Tensor, g: torch.Tensor) -> _Sta
         k_dd=torch.empty(n_batch, dtype=dtype, device=f.device),
     )
     for k in range(n_batch):
-        _build_kernel(problem, state, k)
+        if exact:
+            _exact_step(problem, state, k)
+        else:
+            _build_kernel(problem, state, k)
     return state
 
 
@@ -634,16 +649,39 @@ def _relaxed(scaling: torch.Tensor, sums: torch.Tensor, omega: float) -> torch.T
     ``omega * reg * t``. Each unit's term of the dual objective, which is
     proportional to ``t - exp(t)``, must not decrease: where
     over-relaxing would lower it (far from the solution) the plain step is
-    taken, so the dual objective still rises at every step. The result is
-    clamped to ``exp(+-SCALING_CLAMP)``, which bounds a step and can never
-    overflow; a clamped step is completed by later iterations.
+    taken, so the dual objective still rises at every step. The scalings are
+    clamped to ``exp(+-SCALING_CLAMP)`` so that nothing overflows; a member
+    whose scalings reach the clamp gets an exact log-domain step at the next
+    check (``_rescale``).
     """
     t = torch.log(scaling * sums)
-    over = (omega - 1.0) * t
-    safe = (-over - torch.exp(-over)) >= (t - torch.exp(t))
-    step = torch.where(safe, omega, 1.0)
+    step = torch.where(t >= -_relax_bound(omega), omega, 1.0)
     limit = math.exp(SCALING_CLAMP)
-    return scaling * torch.exp(-step * t).clamp_(1.0 / limit, limit)
+    return (scaling * torch.exp(-step * t)).clamp_(1.0 / limit, limit)
+
+
+@functools.lru_cache(maxsize=256)
+def _relax_bound(omega: float) -> float:
+    """Largest ``x`` for which over-relaxing at ``t = -x`` keeps the dual rising.
+
+    With ``c = omega - 1`` the unit's dual term ``t - exp(t)`` does not drop
+    when ``t`` becomes ``-c t`` iff ``t >= 0`` or ``(1 + c) x + exp(-x) >=
+    exp(c x)`` for ``x = -t``; the set of such ``x`` is an interval from 0,
+    whose end is found by bisection.
+    """
+    c = omega - 1.0
+    if c <= 0.0:
+        return math.inf
+    lo, hi = 0.0, 1.0
+    while (1 + c) * hi + math.exp(-hi) >= math.exp(c * hi):
+        lo, hi = hi, 2 * hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if (1 + c) * mid + math.exp(-mid) >= math.exp(c * mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _adapt_omega(state: _State, errors: list, checked_at: list) -> None:
@@ -663,7 +701,8 @@ def _adapt_omega(state: _State, errors: list, checked_at: list) -> None:
     rate = (new / old) ** (1.0 / (checked_at[-1] - checked_at[-2]))
     mu2 = (rate + state.omega - 1.0) ** 2 / (rate * state.omega**2)
     if 0.0 < mu2 < 1.0:
-        state.omega = min(OMEGA_MAX, 2.0 / (1.0 + math.sqrt(1.0 - mu2)))
+        omega = min(OMEGA_MAX, 2.0 / (1.0 + math.sqrt(1.0 - mu2)))
+        state.omega = round(omega, 2)
 
 
 def _marginal_error(problem: _Problem, state: _State):
@@ -691,19 +730,61 @@ def _should_stop(error: np.ndarray, tol: float) -> bool:
     return bool(np.all(error < tol))
 
 
-def _absorb_if_needed(problem: _Problem, state: _State) -> bool:
-    """Move large scalings into the potentials and rebuild those kernels."""
+def _rescale(problem: _Problem, state: _State) -> bool:
+    """Absorb large scalings into the potentials; return whether any moved.
+
+    A member whose scalings left ``exp(+-ABSORB_AT)`` has them moved into
+    ``f``, ``g`` and its kernel rebuilt. One that reached the clamp (far from
+    the solution, where the bounded scalings would crawl) takes an exact
+    log-domain step instead.
+    """
     log_u = state.u.to(state.f.dtype).log()
     log_v = state.v.to(state.g.dtype).log()
-    spread = torch.maximum(log_u.abs().amax(-1), log_v.abs().amax(-1))
-    members = torch.nonzero(spread > ABSORB_AT).flatten().tolist()
-    for k in members:
+    spread = torch.maximum(log_u.abs().amax(-1), log_v.abs().amax(-1)).tolist()
+    moved = False
+    for k, size in enumerate(spread):
+        if size <= ABSORB_AT:
+            continue
         state.f[k] += problem.reg * log_u[k]
         state.g[k] += problem.reg * log_v[k]
         state.u[k] = 1.0
         state.v[k] = 1.0
-        _build_kernel(problem, state, k)
-    return bool(members)
+        if size >= SCALING_CLAMP - 1e-3:
+            _exact_step(problem, state, k)
+        else:
+            _build_kernel(problem, state, k)
+        moved = True
+    return moved
+
+
+def _exact_step(problem: _Problem, state: _State, k: int) -> None:
+    """One Sinkhorn iteration of member ``k`` in the log domain, then rebuild.
+
+    ``f_i = -reg * log sum_j b_j exp((g_j - cost_ij) / reg)`` and likewise for
+    ``g``, with an exact log-sum-exp over the augmented problem: it moves the
+    potentials any distance in one step, at the price of several passes over
+    the matrix. The kernel buffer serves as workspace. Scalings must be 1.
+    """
+    reg, work = problem.reg, state.kernel[k]
+    n_x, n_y = problem.cost.shape
+    f, g = state.f[k], state.g[k]
+    log_a = problem.wa[k].to(f.dtype).log()
+    log_b = problem.wb[k].to(g.dtype).log()
+
+    col = g / reg + log_b
+    torch.sub(col[:n_y].to(work.dtype)[None, :], problem.cost, alpha=1 / reg, out=work)
+    real = torch.logsumexp(work, dim=1).to(f.dtype)
+    f[:n_x] = -reg * torch.logaddexp(real, col[n_y])
+    col[n_y] -= problem.dummy_cost / reg
+    f[n_x] = -reg * torch.logsumexp(col, dim=0)
+
+    row = f / reg + log_a
+    torch.sub(row[:n_x].to(work.dtype)[:, None], problem.cost, alpha=1 / reg, out=work)
+    real = torch.logsumexp(work, dim=0).to(g.dtype)
+    g[:n_y] = -reg * torch.logaddexp(real, row[n_x])
+    row[n_x] -= problem.dummy_cost / reg
+    g[n_y] = -reg * torch.logsumexp(row, dim=0)
+    _build_kernel(problem, state, k)
 
 
 def _results(problem, state, cost_np, n_iter, errors, tol, device, start):
