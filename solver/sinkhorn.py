@@ -21,9 +21,12 @@ Iterations run in the stabilised scaling form: the kernel
 ("absorbed"), and each iteration is two matrix-vector products with bounded
 scalings ``u = exp(df / reg)``, ``v = exp(dg / reg)``. When a scaling leaves a
 safe range the change is absorbed into ``f``, ``g`` and the kernel is rebuilt
-in the log domain. This is the same sequence of iterates as a log-domain
-Sinkhorn with log-sum-exp, at the price of a matrix-vector product per half
-step instead of several element-wise passes over the matrix.
+in the log domain; far from the solution (a cold start, or scalings at their
+clamp) an exact log-domain step with log-sum-exp is taken instead. So the
+iterates are those of a log-domain Sinkhorn, at the price of a
+matrix-vector product per half step instead of several element-wise passes
+over the matrix. Steps are over-relaxed by a factor adapted to the observed
+rate, and only where that keeps the dual objective rising.
 """
 
 from __future__ import annotations
@@ -108,6 +111,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             f"device={device!r} was requested but CUDA is not available; "
             "use 'auto' or 'cpu'."
         )
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise PSMDInputError(
+            f"device={device!r} was requested but Apple MPS is not available; "
+            "use 'auto' or 'cpu'."
+        )
     return dev
 
 
@@ -145,7 +154,8 @@ class SinkhornSolver:
     ----------
     reg : float or None, default=None
         Entropic regularisation in cost units. None uses
-        ``0.01 * mean(cost)``. Smaller values approach the exact solution
+        ``0.01 * mean(|cost|)`` (the mean cost, for the non-negative costs of
+        :mod:`solver.costs`). Smaller values approach the exact solution
         (the plan's cost is a few percent above the exact one at the default)
         and need more iterations.
     max_iter : int, default=2000
@@ -169,12 +179,26 @@ class SinkhornSolver:
     Notes
     -----
     Memory is one dense ``(n_x, n_y)`` kernel per mass in the solver's dtype,
-    plus the returned float64 plan. In float32 the exponent
-    ``(f_i + g_j - cost_ij) / reg`` carries an absolute rounding error of about
-    ``1e-7 * max|cost| / reg``; at ``reg`` below about ``1e-3 * mean(cost)``
-    that limits how far below ``tol=1e-6`` float32 can go, and float64 should
-    be used. The returned plan is computed in the solver's dtype and then
-    converted to float64.
+    plus the returned float64 plan. The plan is computed in the solver's dtype
+    and then converted, so in float32 its entries carry float32 precision.
+
+    Iterations grow roughly like ``1 / reg``: at ``reg = 0.01 * mean(cost)``
+    a cold solve takes about 100 iterations, at ``0.001 * mean(cost)`` many
+    hundreds to thousands, and far below that ``max_iter`` is reached (the
+    result is then finite but flagged ``converged=False``). No
+    regularisation schedule is run for you; to solve at a very small ``reg``,
+    warm-start from a solve at a larger one (``init=``).
+
+    Convergence is also slow when ``mass`` sits exactly at a kink of the
+    exact cost curve, e.g. ``mass = k / n`` when exactly k pairs are much
+    cheaper than all others: the dual is then nearly flat and the error can
+    stall around 1e-4 to 1e-3. Moving the mass slightly off the kink, or a
+    larger ``reg``, avoids it.
+
+    In float32 the kernel exponent ``(f_i + g_j - cost_ij) / reg`` carries a
+    rounding error of about ``1e-7 * max|cost| / reg``, which sets a floor
+    under the reachable marginal error at very small ``reg``; use float64
+    there.
 
     Examples
     --------
@@ -412,6 +436,10 @@ def _as_weights(w, n: int, name: str) -> np.ndarray:
             f"{name} has negative or non-finite entries; finite weights >= 0 are "
             "required."
         )
+    if not w.sum() > 0:
+        raise PSMDInputError(
+            f"{name} sums to 0; at least one positive weight is required."
+        )
     return w
 
 
@@ -456,10 +484,11 @@ def _make_problem(cost, masses, a, b, reg, dtype, device):
             "a finite cost is required."
         )
     if reg is None:
-        reg = REG_FRACTION * float(cost_np.mean())
+        reg = REG_FRACTION * float(np.abs(cost_np).mean())
         if not reg > 0:
             raise PSMDInputError(
-                f"reg=None gives {reg!r} (0.01 * mean cost); pass reg > 0 explicitly."
+                f"reg=None gives {reg!r} (0.01 * mean |cost|, and the cost is all "
+                "zero); pass reg > 0 explicitly."
             )
     a_t = torch.as_tensor(_as_weights(a, n_x, "a"), dtype=dtype)
     b_t = torch.as_tensor(_as_weights(b, n_y, "b"), dtype=dtype)

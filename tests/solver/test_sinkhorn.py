@@ -290,6 +290,7 @@ def bad_calls():
         ("mass too big", (cost, 1.5), {}, r"mass=1\.5"),
         ("a shape", (cost, 0.5), {"a": np.ones(4) / 4}, r"a has shape \(4,\)"),
         ("b negative", (cost, 0.5), {"b": np.array([1.0, 1, 1, -1])}, "b has neg"),
+        ("a all zero", (cost, 0.0), {"a": np.zeros(3)}, "a sums to 0"),
         ("init shape", (cost, 0.5), {"init": (np.zeros(3), np.zeros(5))}, "init pot"),
         ("init type", (cost, 0.5), {"init": "warm"}, "init of type str"),
         ("init None", (cost, 0.5), {"init": (None, None)}, "no potentials"),
@@ -328,6 +329,9 @@ def test_bad_device_raises():
     if not torch.cuda.is_available():
         with pytest.raises(PSMDInputError, match="CUDA is not available"):
             resolve_device("cuda")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(PSMDInputError, match="MPS is not available"):
+            resolve_device("mps")
 
 
 @pytest.mark.gpu
