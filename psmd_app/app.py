@@ -44,6 +44,8 @@ def configure_logging(level: int = logging.INFO) -> None:
             )
             log.addHandler(handler)
         log.setLevel(level)
+    # One line per HTTP request would drown the app's own messages.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def create_app(
@@ -228,6 +230,18 @@ def main(argv: list[str] | None = None) -> int:
         state = app.server.config["PSMD_STATE"]
         if state.embedding_worker is not None:
             state.embedding_worker.stop()
+        _stop_children()
         if temporary is not None:
             temporary.cleanup()
     return 0
+
+
+def _stop_children() -> None:
+    """End background jobs still running in processes forked by this server."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass

@@ -8,10 +8,10 @@ wires them to component ids.
 
 Data flow::
 
-    url ─► controls ─► settings ─┬─► result ─► plan, status, ranking, alignment,
-                                 │             embedding colours, unit detail
-                                 └─► problem ─► ε-curves (background)
-                                             └► UMAP (background)
+    url ─► controls ─► settings, result ─► plan, status, ranking, alignment,
+                        and problem        embedding colours, unit detail
+                             └─► ε-curves (background) ─► ranking, alignment
+                             └─► UMAP (background) ─► embedding
 
 Errors raised in any callback are shown in the alert bar by the app's
 ``on_error`` handler (:func:`show_error`); the outputs keep their values.
@@ -20,6 +20,7 @@ Errors raised in any callback are shown in the alert bar by the app's
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 from dash import Input, Output, Patch, State, ctx, dcc, html, no_update, set_props
@@ -202,11 +203,14 @@ def solve(state: AppState, settings: dict) -> dict:
 def compute_curves(state: AppState, problem_store: dict, set_progress=None) -> dict:
     """Background job: the ε-curves of a problem (CPU, one thread)."""
     single_thread_cpu()
+    parent = os.getppid()
     problem = state.problem(
         problem_store["dataset"], problem_store["view"], problem_store["cost"]
     )
 
     def progress(share: float, message: str) -> None:
+        if os.getppid() != parent:
+            raise RuntimeError("the app server stopped while the curves were computed")
         if set_progress is not None:
             set_progress((f"{share:.2f}", message))
 
@@ -284,7 +288,7 @@ def plan_view(state: AppState, result_store, curves_store, selected, *, patch=Fa
     marked = _plan_selection(problem, result, order_x, order_y, selected)
     if patch:
         update = Patch()
-        update["layout"]["shapes"] = figures.selection_shapes(
+        update["layout"]["shapes"] = figures.plan_shapes(
             marked, problem.n_x, problem.n_y
         )
         return update
@@ -502,14 +506,14 @@ def _original(problem, side: str, pos: int) -> dict:
 
 
 def unit_from_plan_click(state: AppState, click, result_store, curves_store):
-    """Selected unit from a click on the heatmap (its row) or a marginal bar."""
+    """Selected unit from a click on the heatmap (its row) or a marginal panel."""
     if not click or not click.get("points"):
         raise PreventUpdate
     problem, result, curves = _context(state, result_store, curves_store)
     order_x, order_y = state.order(result, curves)
     point = click["points"][0]
     curve = point.get("curveNumber", 0)
-    if curve in (3, 4):  # Y's bars above the heatmap
+    if curve == 2:  # Y's matched share above the heatmap
         rank = int(round(float(point["x"])))
         return _original(problem, "y", order_y[min(max(rank, 0), order_y.size - 1)])
     rank = int(round(float(point["y"])))
@@ -597,9 +601,14 @@ def _register_settings(app, state: AppState) -> None:
     def _dataset(dataset, view):
         return dataset_changed(state, dataset, view)
 
+    # Validating the controls, solving and naming the problem share one
+    # callback: the views start as soon as it answers (a separate callback for
+    # the problem store made Dash hold the views back until it had answered).
     @app.callback(
         Output(ids.SETTINGS_STORE, "data"),
         Output(ids.URL, "search"),
+        Output(ids.RESULT_STORE, "data"),
+        Output(ids.PROBLEM_STORE, "data"),
         Input(ids.DATASET, "value"),
         Input(ids.VIEW, "value"),
         Input(ids.COST, "value"),
@@ -608,24 +617,19 @@ def _register_settings(app, state: AppState) -> None:
         Input(ids.UNMATCHED, "value"),
         Input(ids.SELECTED_UNIT, "data"),
         State(ids.SETTINGS_STORE, "data"),
+        State(ids.PROBLEM_STORE, "data"),
         prevent_initial_call=True,
     )
-    def _collect(dataset, view, cost, method, reg, unmatched, selected, current):
+    def _apply(dataset, view, cost, method, reg, unmatched, selected, current, problem):
         settings, search, notices = collect_settings(
             state, dataset, view, cost, method, reg, unmatched, selected, current
         )
         if notices:
             show_notice(" ".join(notices))
-        return settings, search
-
-    @app.callback(
-        Output(ids.PROBLEM_STORE, "data"),
-        Input(ids.SETTINGS_STORE, "data"),
-        State(ids.PROBLEM_STORE, "data"),
-        prevent_initial_call=True,
-    )
-    def _problem(settings, current):
-        return derive_problem(state, settings, current)
+        if settings is no_update:
+            return settings, search, no_update, no_update
+        problem_store = derive_problem(state, settings, problem)
+        return settings, search, solve(state, settings), problem_store
 
     @app.callback(
         Output(ids.METHOD, "options"),
@@ -650,14 +654,6 @@ def _register_settings(app, state: AppState) -> None:
 
 
 def _register_work(app, state: AppState) -> None:
-    @app.callback(
-        Output(ids.RESULT_STORE, "data"),
-        Input(ids.SETTINGS_STORE, "data"),
-        prevent_initial_call=True,
-    )
-    def _solve(settings):
-        return solve(state, settings)
-
     @app.callback(
         Output(ids.CURVES_STORE, "data"),
         Input(ids.PROBLEM_STORE, "data"),
@@ -757,6 +753,11 @@ def _register_views(app, state: AppState) -> None:
         prevent_initial_call=True,
     )
     def _unit(selected, result_store, curves_store):
+        if (
+            selected is None
+            and ids.SELECTED_UNIT not in ctx.triggered_prop_ids.values()
+        ):
+            raise PreventUpdate  # nothing selected: the hint stays
         return unit_view(state, selected, result_store, curves_store)
 
 

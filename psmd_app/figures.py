@@ -23,6 +23,9 @@ MAX_HEATMAP_CELLS = 512
 # transported (entropic plans are dense, so "any mass" would match everything).
 MATCHED_THRESHOLD = 0.5
 
+# Sides with more units than this are drawn as lines without markers.
+MAX_RANK_MARKERS = 64
+
 # Most matched pairs drawn as links in the embedding (the strongest first).
 MAX_LINKS = 1500
 
@@ -165,34 +168,47 @@ def _centres(edges: np.ndarray) -> np.ndarray:
     return (edges[:-1] + edges[1:] - 1) / 2.0
 
 
-def _marginal_bars(centres, widths, matched, side: str, axes: dict) -> list:
-    """Stacked matched / unmatched bars of one side beside the heatmap."""
+def _marginal_area(edges, matched, side: str, axes: dict) -> go.Scatter:
+    """Matched share of one side's units as a step area beside the heatmap.
+
+    One filled path per side (cheap to redraw, unlike one bar per unit); the
+    grey panel behind it (see :func:`_marginal_panels`) is the unmatched part.
+    """
     horizontal = side == "x"
-    matched = np.round(matched, 4)
-    common = {"width": widths, "orientation": "h" if horizontal else "v", **axes}
-    pos = "y" if horizontal else "x"
-    val = "x" if horizontal else "y"
+    bounds = np.asarray(edges, dtype=float) - 0.5
+    pos = np.repeat(bounds, 2)[1:-1]
+    val = np.repeat(np.round(matched, 4), 2)
     unit_word = "X" if horizontal else "Y"
+    pos_axis, val_axis = ("y", "x") if horizontal else ("x", "y")
+    return go.Scatter(
+        **{pos_axis: pos, val_axis: val},
+        mode="lines",
+        line={"color": SIDE_COLOURS[side], "width": 0.5},
+        fill="tozerox" if horizontal else "tozeroy",
+        fillcolor=SIDE_COLOURS[side],
+        name=f"{unit_word} matched",
+        hovertemplate=f"{unit_word} rank %{{{pos_axis}:.0f}}<br>"
+        f"matched %{{{val_axis}:.2f}}<extra></extra>",
+        showlegend=False,
+        **axes,
+    )
+
+
+def _marginal_panels(n_x: int, n_y: int) -> list[dict]:
+    """Grey backgrounds of the two marginal panels: the unmatched share."""
+    grey = {"type": "rect", "layer": "below", "line": {"width": 0},
+            "fillcolor": UNMATCHED_COLOUR}  # fmt: skip
     return [
-        go.Bar(
-            **{pos: centres, val: matched},
-            marker={"color": SIDE_COLOURS[side], "line": {"width": 0}},
-            name=f"{unit_word} matched",
-            hovertemplate=f"{unit_word} rank %{{{pos}:.0f}}<br>"
-            f"matched %{{{val}:.2f}}<extra></extra>",
-            showlegend=False,
-            **common,
-        ),
-        go.Bar(
-            **{pos: centres, val: np.round(1.0 - matched, 4)},
-            base=matched,
-            marker={"color": UNMATCHED_COLOUR, "line": {"width": 0}},
-            name=f"{unit_word} unmatched",
-            hoverinfo="skip",
-            showlegend=False,
-            **common,
-        ),
-    ]
+        {**grey, "xref": "x2", "yref": "y", "x0": 0, "x1": 1,
+         "y0": -0.5, "y1": n_x - 0.5},
+        {**grey, "xref": "x", "yref": "y2", "x0": -0.5, "x1": n_y - 0.5,
+         "y0": 0, "y1": 1},
+    ]  # fmt: skip
+
+
+def plan_shapes(selected: dict | None, n_x: int, n_y: int) -> list[dict]:
+    """All layout shapes of the plan figure: panels, then the selection."""
+    return _marginal_panels(n_x, n_y) + selection_shapes(selected, n_x, n_y)
 
 
 def selection_shapes(selected: dict | None, n_x: int, n_y: int) -> list[dict]:
@@ -242,9 +258,10 @@ def plan_heatmap(
     Returns
     -------
     plotly.graph_objects.Figure
-        Trace 0 is the heatmap (axes ``x``/``y`` in rank positions); then the
-        matched / unmatched bars of X (left, axes ``x2``/``y``) and of Y (top,
-        axes ``x``/``y2``).
+        Trace 0 is the heatmap (axes ``x``/``y`` in rank positions); trace 1
+        the matched share of X's units (left, axes ``x2``/``y``), trace 2 that
+        of Y's units (top, axes ``x``/``y2``). The first two layout shapes
+        are the grey panel backgrounds; the selection outlines follow.
     """
     n_x, n_y = plan.shape
     agg = aggregate_plan(plan, order_x, order_y, max_cells)
@@ -268,13 +285,11 @@ def plan_heatmap(
         f"<br>{what} %{{z:.3f}}<extra></extra>",
         name="plan",
     )
-    bars = _marginal_bars(cx, np.diff(agg.edges_x), agg.matched_x, "x", {"xaxis": "x2"})
-    bars += _marginal_bars(
-        cy, np.diff(agg.edges_y), agg.matched_y, "y", {"yaxis": "y2"}
-    )
+    areas = [
+        _marginal_area(agg.edges_x, agg.matched_x, "x", {"xaxis": "x2"}),
+        _marginal_area(agg.edges_y, agg.matched_y, "y", {"yaxis": "y2"}),
+    ]
     layout = _base_layout(
-        barmode="overlay",
-        bargap=0,
         margin={"l": 44, "r": 8, "t": 8, "b": 44},
         uirevision=uirevision,
         xaxis={
@@ -308,9 +323,9 @@ def plan_heatmap(
             "title": {"text": "matched", "font": {"size": 11}},
             "showgrid": False,
         },
-        shapes=selection_shapes(selected, n_x, n_y),
+        shapes=plan_shapes(selected, n_x, n_y),
     )
-    return go.Figure(data=[heatmap, *bars], layout=layout)
+    return go.Figure(data=[heatmap, *areas], layout=layout)
 
 
 # ------------------------------------------------------------------------ ranking
@@ -376,11 +391,13 @@ def ranking_curve(
             trace_type(
                 x=(np.arange(n) + 0.5) / n,
                 y=np.round(entry_eps, 5),
-                mode="lines+markers",
+                # One marker per unit only while few: SVG markers are slow to
+                # redraw; the cut line and the legend count say the rest.
+                mode="lines+markers" if n <= MAX_RANK_MARKERS else "lines",
                 name=f"{name} ({int(matched.sum())}/{n} matched)",
-                line={"color": SIDE_COLOURS[side], "width": 1.5},
+                line={"color": SIDE_COLOURS[side], "width": 2},
                 marker={
-                    "size": 6 if n <= 300 else 4,
+                    "size": 6,
                     "color": np.where(matched, SIDE_COLOURS[side], UNMATCHED_COLOUR),
                 },
                 customdata=np.c_[np.full(n, side), ranking],
@@ -637,13 +654,16 @@ def embedding_scatter(
     """
     coords = np.asarray(coords, dtype=np.float64)
     xy = {"x": coords[:n_x], "y": coords[n_x:]}
+    # SVG draws a few thousand points faster than WebGL starts (and much faster
+    # where WebGL is emulated in software); beyond that WebGL wins.
+    scatter = go.Scattergl if len(coords) > 3000 else go.Scatter
     pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)[:MAX_LINKS]
     link_x = np.full(3 * len(pairs), np.nan)
     link_y = np.full(3 * len(pairs), np.nan)
     link_x[0::3], link_x[1::3] = xy["x"][pairs[:, 0], 0], xy["y"][pairs[:, 1], 0]
     link_y[0::3], link_y[1::3] = xy["x"][pairs[:, 0], 1], xy["y"][pairs[:, 1], 1]
     traces = [
-        go.Scattergl(
+        scatter(
             x=link_x,
             y=link_y,
             mode="lines",
@@ -660,7 +680,7 @@ def embedding_scatter(
             idx = np.flatnonzero(np.asarray(matched) == status)
             text = [labels[i] if labels is not None else f"unit {i}" for i in idx]
             traces.append(
-                go.Scattergl(
+                scatter(
                     x=xy[side][idx, 0],
                     y=xy[side][idx, 1],
                     mode="markers",
@@ -679,7 +699,7 @@ def embedding_scatter(
     if selected is not None:
         side, unit = selected
         traces.append(
-            go.Scattergl(
+            scatter(
                 x=[xy[side][unit, 0]],
                 y=[xy[side][unit, 1]],
                 mode="markers",

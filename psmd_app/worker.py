@@ -239,6 +239,7 @@ def request_embedding(
         coords = umap_embedding(features)
         cache.set(key, coords)
         return coords
+    parent = os.getppid()
     cache.set(want_key(key), 1, expire=WANT_SECONDS)
     status = cache.get(job_key(key))
     if status is None or status.get("state") == "failed":
@@ -246,6 +247,8 @@ def request_embedding(
         cache.push({"key": key, "features": features}, prefix=JOB_PREFIX)
     start = time.perf_counter()
     while time.perf_counter() - start < timeout_s:
+        if os.getppid() != parent:
+            raise RuntimeError("the app server stopped while UMAP was computing")
         coords = cache.get(key)
         if coords is not None:
             return coords

@@ -279,7 +279,7 @@ def test_clicks_select_units(state, solved):
     click = {"points": [{"curveNumber": 0, "x": 1.0, "y": 3.0}]}
     picked = cb.unit_from_plan_click(state, click, result_store, curves_store)
     assert picked == {"side": "x", "unit": int(curves.ranking_x[3])}
-    bar = {"points": [{"curveNumber": 3, "x": 2.0, "y": 0.5}]}
+    bar = {"points": [{"curveNumber": 2, "x": 2.0, "y": 0.5}]}
     picked = cb.unit_from_plan_click(state, bar, result_store, curves_store)
     assert picked == {"side": "y", "unit": int(curves.ranking_y[2])}
     point = {"points": [{"customdata": ["y", "5"]}]}

@@ -86,11 +86,14 @@ def test_plan_heatmap_traces_axes_and_order(rng):
     assert (heat.zmin, heat.zmax) == (0.0, 1.0)
     assert fig.layout.uirevision == "k"
     assert list(fig.layout.yaxis.range) == [7.5, -0.5]  # rank 0 at the top
-    bars = [t for t in fig.data if t.type == "bar"]
-    assert len(bars) == 4
-    x_bar = next(t for t in bars if t.name == "X matched")
-    np.testing.assert_allclose(x_bar.x, np.round(plan.sum(axis=1)[ox] * 8, 4))
-    assert x_bar.xaxis == "x2" and x_bar.orientation == "h"
+    x_area, y_area = fig.data[1], fig.data[2]
+    assert (x_area.xaxis, y_area.yaxis) == ("x2", "y2")  # the other axes: x, y
+    # Steps: each unit's matched share held over its rank cell.
+    np.testing.assert_allclose(x_area.x[::2], np.round(plan.sum(axis=1)[ox] * 8, 4))
+    np.testing.assert_allclose(x_area.y[:4], [-0.5, 0.5, 0.5, 1.5])
+    np.testing.assert_allclose(y_area.y[::2], np.round(plan.sum(axis=0)[oy] * 5, 4))
+    panels = fig.layout.shapes[:2]
+    assert all(p.fillcolor == figures.UNMATCHED_COLOUR for p in panels)
 
 
 def test_plan_heatmap_large_plan_is_small_in_the_browser():
@@ -105,6 +108,11 @@ def test_plan_heatmap_large_plan_is_small_in_the_browser():
     assert z.shape == (512, 512)
     assert len(pio.to_json(fig)) < 3_000_000
     assert fig.data[0].colorbar.tickvals is not None  # the colour scale is kept
+
+
+def test_plan_shapes_keep_panels_before_selection():
+    shapes = figures.plan_shapes({"rank_x": 1, "rank_y": None}, 4, 6)
+    assert len(shapes) == 3 and shapes[2]["y0"] == 0.5
 
 
 def test_selection_shapes_mark_row_and_column():
