@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 
 import numpy as np
 from dash import Input, Output, Patch, State, ctx, dcc, html, no_update, set_props
@@ -653,6 +654,13 @@ def _register_settings(app, state: AppState) -> None:
     )
 
 
+def _lower_priority() -> None:
+    try:
+        os.nice(5)
+    except OSError:
+        pass
+
+
 def _register_work(app, state: AppState) -> None:
     @app.callback(
         Output(ids.CURVES_STORE, "data"),
@@ -670,6 +678,7 @@ def _register_work(app, state: AppState) -> None:
         prevent_initial_call=True,
     )
     def _curves(set_progress, problem_store):
+        _lower_priority()  # a forked job: the server's own requests come first
         return compute_curves(state, problem_store, set_progress)
 
     @app.callback(
@@ -695,11 +704,32 @@ def _register_work(app, state: AppState) -> None:
         return compute_embedding(state, problem_store, set_progress)
 
 
+def _follow_curves(app, output: str, prop: str, render, inputs: list) -> None:
+    """Redraw ``output.prop`` when the ε-curves arrive.
+
+    ``render(result_store, curves_store, *rest)`` is the view; ``inputs`` are
+    the ids that drive it directly (result store first). The curves come as a
+    ``State`` there and as the ``Input`` here, because Dash holds back every
+    callback with an ``Input`` downstream of a running background callback:
+    with the curves as an input, the first figure would wait for the whole
+    ε-path (a numba compile on the first run) instead of one solve.
+    """
+
+    @app.callback(
+        Output(output, prop, allow_duplicate=True),
+        Input(ids.CURVES_STORE, "data"),
+        *[State(i, "data") for i in inputs],
+        prevent_initial_call=True,
+    )  # fmt: skip
+    def _on_curves(curves_store, result_store, *rest):
+        return render(result_store, curves_store, *rest)
+
+
 def _register_views(app, state: AppState) -> None:
     @app.callback(
         Output(ids.STATUS_LINE, "children"),
         Input(ids.RESULT_STORE, "data"),
-        Input(ids.CURVES_STORE, "data"),
+        State(ids.CURVES_STORE, "data"),
         prevent_initial_call=True,
     )
     def _status(result_store, curves_store):
@@ -708,32 +738,48 @@ def _register_views(app, state: AppState) -> None:
     @app.callback(
         Output(ids.PLAN_HEATMAP, "figure"),
         Input(ids.RESULT_STORE, "data"),
-        Input(ids.CURVES_STORE, "data"),
         Input(ids.SELECTED_UNIT, "data"),
+        State(ids.CURVES_STORE, "data"),
         prevent_initial_call=True,
     )
-    def _plan(result_store, curves_store, selected):
+    def _plan(result_store, selected, curves_store):
         patch = list(ctx.triggered_prop_ids.values()) == [ids.SELECTED_UNIT]
         return plan_view(state, result_store, curves_store, selected, patch=patch)
 
     @app.callback(
         Output(ids.RANKING_CURVE, "figure"),
         Input(ids.RESULT_STORE, "data"),
-        Input(ids.CURVES_STORE, "data"),
         Input(ids.SELECTED_UNIT, "data"),
+        State(ids.CURVES_STORE, "data"),
         prevent_initial_call=True,
     )
-    def _ranking(result_store, curves_store, selected):
+    def _ranking(result_store, selected, curves_store):
         return ranking_view(state, result_store, curves_store, selected)
 
     @app.callback(
         Output(ids.ALIGNMENT_CURVE, "figure"),
         Input(ids.RESULT_STORE, "data"),
-        Input(ids.CURVES_STORE, "data"),
+        State(ids.CURVES_STORE, "data"),
         prevent_initial_call=True,
     )
     def _alignment(result_store, curves_store):
         return alignment_view(state, result_store, curves_store)
+
+    def _unit_on_curves(result_store, curves_store, selected):
+        if selected is None:
+            raise PreventUpdate  # nothing selected: the hint stays
+        return unit_view(state, selected, result_store, curves_store)
+
+    with_unit = [ids.RESULT_STORE, ids.SELECTED_UNIT]
+    for output, prop, render, inputs in (
+        (ids.STATUS_LINE, "children", partial(status_text, state), [ids.RESULT_STORE]),
+        (ids.PLAN_HEATMAP, "figure", partial(plan_view, state), with_unit),
+        (ids.RANKING_CURVE, "figure", partial(ranking_view, state), with_unit),
+        (ids.ALIGNMENT_CURVE, "figure", partial(alignment_view, state),
+         [ids.RESULT_STORE]),
+        (ids.UNIT_DETAIL, "children", _unit_on_curves, with_unit),
+    ):  # fmt: skip
+        _follow_curves(app, output, prop, render, inputs)
 
     @app.callback(
         Output(ids.EMBEDDING_PLOT, "figure"),
@@ -749,7 +795,7 @@ def _register_views(app, state: AppState) -> None:
         Output(ids.UNIT_DETAIL, "children"),
         Input(ids.SELECTED_UNIT, "data"),
         Input(ids.RESULT_STORE, "data"),
-        Input(ids.CURVES_STORE, "data"),
+        State(ids.CURVES_STORE, "data"),
         prevent_initial_call=True,
     )
     def _unit(selected, result_store, curves_store):

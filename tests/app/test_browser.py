@@ -124,7 +124,7 @@ def test_slider_click_and_screenshot(server, page):
     )
     first_figure_s = time.time() - start
     page.wait_for_function(
-        f"() => ({FIGURE_STATE})('ranking-curve')?.shapes.length > 0", timeout=40_000
+        f"() => ({FIGURE_STATE})('ranking-curve')?.shapes.length > 0", timeout=90_000
     )
     assert "eps=0.3" in page.url and "dataset=digits-cnn" in page.url
     before_plan = figure(page, "plan-heatmap")
