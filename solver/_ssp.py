@@ -416,10 +416,11 @@ def _augment(edges, col_head, pool, rows, cols, row_edge, delta):
 def _log_path(C, log, n_aug, delta, m, walk_rows, walk_cols):
     """Append the path (source first), its flow and its cost to ``log``."""
     aug_delta, aug_cost, path_ptr, path_rows, path_cols = log
-    if n_aug + 1 >= aug_delta.size:
-        aug_delta = _grow(aug_delta, n_aug + 2)
-        aug_cost = _grow(aug_cost, n_aug + 2)
-        path_ptr = _grow(path_ptr, n_aug + 3)
+    # Each array is checked on its own: path_ptr is one longer than the
+    # others, so growing it only when they grow let it fall behind.
+    aug_delta = _grow(aug_delta, n_aug + 1)
+    aug_cost = _grow(aug_cost, n_aug + 1)
+    path_ptr = _grow(path_ptr, n_aug + 2)
     p0 = path_ptr[n_aug]
     path_rows = _grow(path_rows, p0 + m)
     path_cols = _grow(path_cols, p0 + m)

@@ -61,6 +61,26 @@ def test_path_equals_pot_at_every_breakpoint(rng, n_x, n_y):
         assert abs(value - ref) <= 1e-9 * ref
 
 
+def test_more_augmentations_than_units_unequal_sizes():
+    """Regression: the log of paths grew its index array too late.
+
+    With unequal sizes a path can need more than n_x + n_y augmentations;
+    the simulated voxels (260 x 210) take about 1000, and the kernel used to
+    write past the end of its path index (heap corruption, a crash of the
+    app's background job). The path must equal POT wherever it is asked.
+    """
+    from sample_data import load
+
+    view = load("fmri-sim").views["V1-like"]
+    cost = np.ascontiguousarray(prepare(view.X, view.Y).cost[:260, :210])
+    path = exact_path(cost)
+    assert path.n_augmentations > sum(cost.shape) + 16
+    for mass in (0.2, 0.55, 0.9, 1.0):
+        ref = pot_value(cost, mass)
+        assert abs(path.cost_at(mass) - ref) <= 1e-9 * ref
+    assert_feasible(path.plan_at(0.9), 0.9, uniform(260), uniform(210))
+
+
 @pytest.mark.parametrize(("n_x", "n_y"), SHAPES, ids=SHAPE_IDS)
 def test_single_mass_equals_pot(rng, n_x, n_y):
     """A18: the value equals partial_wasserstein2 and partial_wasserstein's plan."""
