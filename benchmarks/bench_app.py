@@ -29,6 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _results import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -91,13 +93,15 @@ def free_port() -> int:
 
 
 def start_app(cache_dir: str):
+    """Start the app; its log goes to ``app.log`` in ``cache_dir``."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "psmd_app", "--no-browser", "--port", str(port),
                "--cache-dir", cache_dir]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    with open(Path(cache_dir) / "app.log", "w") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
     while time.perf_counter() - start < 60:
@@ -165,10 +169,49 @@ def measure_view(page, url: str, dataset: str, view: str, repeats: int) -> dict:
     }
 
 
+def markdown(result: dict) -> str:
+    """The app section of RESULTS.md."""
+    lines = [
+        "## App: slider release to redrawn figures",
+        "",
+        "`python benchmarks/bench_app.py`: the app in a subprocess, headless"
+        " Chromium through Playwright; from the mouse release on the ε slider to"
+        " the moment the plan heatmap, the ranking curve and the alignment curve"
+        " have all been redrawn (plotly's `plotly_afterplot`), on the page's own"
+        f" clock. Target: median ≤ {result['target_ms']:.0f} ms.",
+        "",
+        f"- machine: {result['machine']['cpus']} cores, "
+        f"{result['machine']['platform']}, Python {result['machine']['python']}",
+        f"- date: {result['created']}; server up in {result['server_start_s']} s",
+        "",
+        "| dataset / view | units | first figure | median | max | redraws (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["views"]:
+        name = f"{r['dataset']} / {r['view']}"
+        if "error" in r:
+            lines.append(
+                f"| {name} | | {r['first_figure_s']:.2f} s | {r['error']} | | |"
+            )
+            continue
+        runs = ", ".join(f"{t:.0f}" for t in r["redraw_ms"])
+        lines.append(
+            f"| {name} | {r['units']} | {r['first_figure_s']:.2f} s | "
+            f"{r['median_ms']:.0f} ms | {r['max_ms']:.0f} ms | {runs} |"
+        )
+    verdict = "met" if result["all_medians_within_target"] else "missed"
+    lines += ["", f"Target (every median ≤ {result['target_ms']:.0f} ms): {verdict}."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_app.json"))
+    parser.add_argument(
+        "--results", default=str(ROOT / "benchmarks" / "RESULTS.md"),
+        help="Markdown file whose 'app' section is rewritten",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"no Chromium at {CHROMIUM}; nothing measured", file=sys.stderr)
@@ -218,7 +261,8 @@ def main(argv=None) -> int:
             f"{r['median_ms']:6.0f}ms {r['max_ms']:6.0f}ms"
         )
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_section(args.results, "app", markdown(result))
+    print(f"wrote {args.out} and the app section of {args.results}")
     return 0
 
 

@@ -737,6 +737,7 @@ def _register_views(app, state: AppState) -> None:
 
     @app.callback(
         Output(ids.PLAN_HEATMAP, "figure"),
+        Output(ids.PLAN_DRAWN, "data"),
         Input(ids.RESULT_STORE, "data"),
         Input(ids.SELECTED_UNIT, "data"),
         State(ids.CURVES_STORE, "data"),
@@ -744,7 +745,8 @@ def _register_views(app, state: AppState) -> None:
     )
     def _plan(result_store, selected, curves_store):
         patch = list(ctx.triggered_prop_ids.values()) == [ids.SELECTED_UNIT]
-        return plan_view(state, result_store, curves_store, selected, patch=patch)
+        figure = plan_view(state, result_store, curves_store, selected, patch=patch)
+        return figure, no_update if patch else result_store["key"]
 
     @app.callback(
         Output(ids.RANKING_CURVE, "figure"),
@@ -781,14 +783,18 @@ def _register_views(app, state: AppState) -> None:
     ):  # fmt: skip
         _follow_curves(app, output, prop, render, inputs)
 
+    # The unit map follows the plan, not the solve: its redraw is the slowest
+    # in the browser and would otherwise hold back the views that matter most
+    # while the slider moves.
     @app.callback(
         Output(ids.EMBEDDING_PLOT, "figure"),
         Input(ids.EMBEDDING_STORE, "data"),
-        Input(ids.RESULT_STORE, "data"),
+        Input(ids.PLAN_DRAWN, "data"),
         Input(ids.SELECTED_UNIT, "data"),
+        State(ids.RESULT_STORE, "data"),
         prevent_initial_call=True,
     )
-    def _embedding_plot(embedding_store, result_store, selected):
+    def _embedding_plot(embedding_store, plan_drawn, selected, result_store):
         return embedding_view(state, embedding_store, result_store, selected)
 
     @app.callback(

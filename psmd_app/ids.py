@@ -10,6 +10,8 @@ PROBLEM_STORE = "problem-store"
 RESULT_STORE = "result-store"
 CURVES_STORE = "curves-store"
 EMBEDDING_STORE = "embedding-store"
+# Result key of the plan last drawn: the unit map redraws after the plan.
+PLAN_DRAWN = "plan-drawn"
 SELECTED_UNIT = "selected-unit-store"
 
 # Controls.

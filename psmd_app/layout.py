@@ -340,6 +340,7 @@ def stores() -> list:
         dcc.Store(id=ids.RESULT_STORE),
         dcc.Store(id=ids.CURVES_STORE),
         dcc.Store(id=ids.EMBEDDING_STORE),
+        dcc.Store(id=ids.PLAN_DRAWN),
         dcc.Store(id=ids.SELECTED_UNIT),
     ]
 
