@@ -50,7 +50,8 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def create_app(
     *,
-    sample: str = DEFAULT_SAMPLE,
+    sample: str | None = None,
+    data: list[str] | None = None,
     device: str = "auto",
     cache_dir: str | Path | None = None,
     samples: list[str] | None = None,
@@ -61,8 +62,13 @@ def create_app(
 
     Parameters
     ----------
-    sample : str, default="digits-cnn"
-        Dataset shown first.
+    sample : str or None
+        Dataset shown first; default the user's own data when ``data`` is
+        given, else "digits-cnn".
+    data : list of str or None
+        The user's own files: X and Y, or one ``.npz`` with arrays ``X``, ``Y``
+        and optionally ``images`` (see :func:`psmd_app.data.own_files_loader`);
+        offered as the dataset "own".
     device : str, default="auto"
         Device of the slider's solves in the server process ("auto", "cpu",
         "cuda", ...). Background work always runs on the CPU.
@@ -84,21 +90,25 @@ def create_app(
     Raises
     ------
     solver.exceptions.PSMDInputError
-        ``sample`` is not among the datasets on offer.
+        ``sample`` is not among the datasets on offer, or ``data`` cannot be
+        read.
     """
     import diskcache
     from dash import Dash, DiskcacheManager
 
     from psmd_app import media, worker
     from psmd_app.callbacks import register_callbacks, show_error
-    from psmd_app.data import Catalog
+    from psmd_app.data import OWN_DATASET, Catalog, own_files_loader
     from psmd_app.layout import build_layout
     from psmd_app.state import AppState
     from solver.exceptions import PSMDInputError
 
     configure_logging()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    catalog = Catalog.from_samples(samples)
+    own = {OWN_DATASET: own_files_loader(data)} if data else None
+    catalog = Catalog.from_samples(samples, first=own)
+    if sample is None:
+        sample = OWN_DATASET if data else DEFAULT_SAMPLE
     if sample not in catalog.names:
         raise PSMDInputError(
             f"sample {sample!r} is not known; allowed: {', '.join(catalog.names)}."
@@ -150,8 +160,17 @@ def _parser() -> argparse.ArgumentParser:
         prog="psmd-app",
         description="Explore the partial soft-matching distance in the browser.",
     )
-    parser.add_argument("--sample", default=DEFAULT_SAMPLE, help="dataset shown first")
-    parser.add_argument("--data", help="a folder or file of your own data")
+    parser.add_argument(
+        "--sample",
+        help=f"dataset shown first (default: your --data, else {DEFAULT_SAMPLE})",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        metavar="FILE",
+        help="your own pair: X and Y files (.npy, .npz, .csv, .tsv; rows = "
+        "stimuli), or one .npz with arrays X, Y and optionally images",
+    )
     parser.add_argument("--host", default=DEFAULT_HOST, help="default: %(default)s")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument(
@@ -192,11 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         Exit status (2 for a usage error).
     """
     args = _parser().parse_args(argv)
-    if args.data:
+    if args.data is not None and len(args.data) not in (1, 2):
         print(
-            f"psmd-app: --data {args.data}: loading your own files is not yet "
-            "supported by the app. Use --sample to explore a shipped dataset, or "
-            "compare your files with the command line: psmd compare X.npy Y.npy",
+            "psmd-app: --data takes two files (X then Y) or one .npz holding "
+            f"arrays X and Y; got {len(args.data)} paths.",
             file=sys.stderr,
         )
         return 2
@@ -210,11 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_app(
             sample=args.sample,
+            data=args.data,
             device=args.device,
             cache_dir=cache_dir,
             start_worker=not args.no_worker,
         )
-        _warm_up(app, args.sample)
+        _warm_up(app, app.server.config["PSMD_STATE"].default_dataset)
     except PSMDInputError as err:
         print(f"psmd-app: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -162,12 +163,18 @@ class Catalog:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_samples(cls, names=None) -> Catalog:
-        """Catalogue of the shipped samples (``sample_data``)."""
+    def from_samples(cls, names=None, *, first: dict | None = None) -> Catalog:
+        """Catalogue of the shipped samples (``sample_data``).
+
+        ``first`` maps more dataset names to loaders, listed before the samples
+        (the user's own files).
+        """
         import sample_data
 
         names = list(sample_data.list_samples() if names is None else names)
-        return cls({name: _sample_loader(name) for name in names})
+        loaders = dict(first or {})
+        loaders.update({name: _sample_loader(name) for name in names})
+        return cls(loaders)
 
     @property
     def names(self) -> list[str]:
@@ -287,3 +294,104 @@ def _sample_loader(name: str):
         return sample_data.load(name)
 
     return load
+
+
+OWN_DATASET = "own"
+
+
+def own_files_loader(paths: list[str]):
+    """Loader of the user's own pair of representations (``psmd-app --data``).
+
+    Parameters
+    ----------
+    paths : list of str
+        Either two files, X then Y (``.npy``, ``.npz``, ``.csv``, ``.tsv``;
+        rows = stimuli, columns = units), or one ``.npz`` holding arrays ``X``
+        and ``Y`` and optionally ``images`` (one image per stimulus, shape
+        ``(n_stimuli, H, W)`` or ``(n_stimuli, H, W, 3)``).
+
+    Returns
+    -------
+    callable
+        Zero-argument function returning a ``sample_data.Sample``.
+
+    Raises
+    ------
+    solver.exceptions.PSMDInputError
+        When called: unreadable or pickled files, missing arrays, arrays that
+        are not 2-D, different numbers of stimuli, or images that do not match
+        the stimuli. Values (NaN, constant units) are checked later by
+        :func:`solver.preprocessing.prepare`.
+    """
+    paths = [str(p) for p in paths]
+
+    def load():
+        from sample_data import Sample, View
+        from solver.exceptions import PSMDInputError
+        from solver.io import load_matrix
+
+        images = None
+        if len(paths) == 2:
+            X, Y = (load_matrix(p) for p in paths)
+            names = tuple(Path(p).stem for p in paths)
+        elif len(paths) == 1 and paths[0].lower().endswith(".npz"):
+            X, Y, images = _load_pair_npz(Path(paths[0]))
+            names = ("X", "Y")
+        else:
+            raise PSMDInputError(
+                f"--data {' '.join(paths)}: give two files (X then Y) or one .npz "
+                "holding arrays X and Y."
+            )
+        for label, arr in (("X", X), ("Y", Y)):
+            if arr.ndim != 2:
+                raise PSMDInputError(
+                    f"{label} has shape {arr.shape}; allowed: a 2-D array "
+                    "(stimuli x units)."
+                )
+        if X.shape[0] != Y.shape[0]:
+            raise PSMDInputError(
+                f"X has {X.shape[0]} stimuli (rows), Y {Y.shape[0]}; both must "
+                "hold the same stimuli in the same order."
+            )
+        if images is not None and (images.ndim not in (3, 4) or len(images) != len(X)):
+            raise PSMDInputError(
+                f"images has shape {images.shape}; allowed: one image per stimulus, "
+                f"({len(X)}, H, W) or ({len(X)}, H, W, 3)."
+            )
+        title = f"Your data: {names[0]} vs {names[1]}"
+        return Sample(
+            name=OWN_DATASET,
+            title=title,
+            kind="own",
+            description=f"{X.shape[1]} units of {names[0]} and {Y.shape[1]} of "
+            f"{names[1]} over {X.shape[0]} stimuli, from {', '.join(paths)}.",
+            views={"all units": View(X=X, Y=Y)},
+            images=images,
+            x_name=names[0],
+            y_name=names[1],
+        )
+
+    return load
+
+
+def _load_pair_npz(path: Path):
+    """X, Y and optional images from one ``.npz`` (never unpickling)."""
+    from solver.exceptions import PSMDInputError
+    from solver.io import load_matrix
+
+    arrays = {}
+    for key in ("X", "Y"):
+        try:
+            arrays[key] = load_matrix(path, key=key)
+        except PSMDInputError as err:
+            raise PSMDInputError(f"{err} A pair file holds arrays X and Y.") from None
+    images = None
+    with np.load(path, allow_pickle=False) as npz:
+        if "images" in npz.files:
+            try:
+                images = npz["images"]
+            except ValueError:
+                raise PSMDInputError(
+                    f"{path}: images holds Python objects, which are never loaded."
+                ) from None
+    return arrays["X"], arrays["Y"], images

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from psmd_app import app as app_module
@@ -23,10 +24,83 @@ def test_import_has_no_side_effects():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
 
 
-def test_data_option_says_not_supported(capsys):
-    assert app_module.main(["--data", "my_folder"]) == 2
+def _pair(tmp_path, n_stimuli=(60, 60), n_units=(7, 9)):
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, m, n in zip("XY", n_stimuli, n_units, strict=True):
+        path = tmp_path / f"{name}.npy"
+        np.save(path, rng.normal(size=(m, n)))
+        paths.append(str(path))
+    return paths
+
+
+def test_data_two_files_open_as_the_first_dataset(tmp_path):
+    app = app_module.create_app(
+        data=_pair(tmp_path), samples=["planted"], cache_dir=tmp_path / "cache",
+        embedder=lambda f: np.asarray(f)[:, :2],
+    )  # fmt: skip
+    state = app.server.config["PSMD_STATE"]
+    assert state.default_dataset == "own"
+    assert state.catalog.names == ["own", "planted"]
+    info = state.catalog.info("own")
+    assert info.sizes == {"all units": (7, 9)} and info.names == ("X", "Y")
+    problem = state.problem("own", "all units", "correlation")
+    assert problem.prepared.cost.shape == (7, 9)
+
+
+def test_data_npz_pair_with_images(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "pair.npz"
+    np.savez(path, X=rng.normal(size=(30, 5)), Y=rng.normal(size=(30, 6)),
+             images=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8))  # fmt: skip
+    app = app_module.create_app(
+        data=[str(path)], samples=["planted"], cache_dir=tmp_path / "cache"
+    )
+    assert app.server.config["PSMD_STATE"].catalog.info("own").has_images
+    png = app.server.test_client().get("/psmd/stimulus/own/3.png")
+    assert png.status_code == 200 and png.data[:4] == b"\x89PNG"
+
+
+def _bad_npz(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return [str(path)]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: _pair(p, n_stimuli=(60, 50)), "X has 60 stimuli (rows), Y 50"),
+        (lambda p: [str(p / "missing.npy"), str(p / "Y.npy")], "no such file"),
+        (lambda p: _pair(p)[:1], "give two files (X then Y) or one .npz"),
+        (lambda p: _bad_npz(p, X=np.ones((5, 3))), "no array named 'Y'"),
+        (lambda p: _bad_npz(p, X=np.ones((5, 3)), Y=np.ones((5, 3, 2))),
+         "Y has shape (5, 3, 2); allowed: a 2-D array"),
+        (lambda p: _bad_npz(p, X=np.ones((5, 3)), Y=np.ones((5, 3)),
+                            images=np.zeros((4, 8, 8))), "one image per stimulus"),
+        (lambda p: _bad_npz(p, X=np.array([[1, "a"]], dtype=object), Y=np.ones((1, 2))),
+         "pickled data"),
+        (lambda p: _pair(p) + _pair(p), "takes two files"),
+    ],
+    ids=["rows", "missing", "one-npy", "no-y", "3d", "images", "pickle", "three"],
+)  # fmt: skip
+def test_bad_data_is_a_one_line_usage_error(capsys, tmp_path, make, message):
+    paths = make(tmp_path)
+    status = app_module.main(
+        ["--data", *paths, "--cache-dir", str(tmp_path / "c"), "--no-worker"]
+    )
     err = capsys.readouterr().err
-    assert "not yet supported" in err and "--sample" in err
+    assert status == 2
+    assert err.startswith("psmd-app: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_constant_own_data_is_refused_before_serving(capsys, tmp_path):
+    x, y = _pair(tmp_path)
+    np.save(y, np.ones((60, 9)))
+    assert app_module.main(["--data", x, y, "--cache-dir", str(tmp_path / "c"),
+                            "--no-worker"]) == 2  # fmt: skip
+    assert "psmd-app: " in capsys.readouterr().err
 
 
 def test_unknown_sample_is_a_usage_error(capsys, tmp_path):
@@ -58,4 +132,6 @@ def test_module_entry_point_help():
 
 def test_parser_defaults():
     args = app_module._parser().parse_args([])
-    assert (args.host, args.port, args.sample) == ("127.0.0.1", 8050, "digits-cnn")
+    assert (args.host, args.port, args.sample, args.data) == (
+        "127.0.0.1", 8050, None, None
+    )  # fmt: skip
