@@ -176,6 +176,7 @@ def test_slider_click_and_screenshot(server, page):
         )
     except Exception:  # noqa: BLE001 - only the screenshot waits for it
         pass
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
     page.wait_for_timeout(500)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
