@@ -46,6 +46,15 @@ CURVE_POINTS = 100
 SWEEP_POINTS = 40
 # Most plan entries solved at once in a Sinkhorn sweep (memory bound).
 SWEEP_BATCH_ENTRIES = 40_000_000
+# Marginal-error tolerances of the app's Sinkhorn solves (L1, total mass 1).
+# float32 stalls just above 1e-6 on plans of more than a few million entries
+# (2000 iterations, then a cold retry: many seconds per slider move), so those
+# ask for 1e-4, still far below what the figures can show. The sweep only
+# places units along ε on a 40-point grid and always uses 1e-4.
+SLIDER_TOL = 1e-6
+SLIDER_TOL_LARGE = 1e-4
+LARGE_PLAN = 4_000_000
+SWEEP_TOL = 1e-4
 # Plans with more entries are kept in memory only, not written to disk.
 MAX_DISK_PLAN = 4_000_000
 # "auto" regularisation of the app, as a share of the mean cost. The solver's
@@ -289,28 +298,29 @@ class AppState:
         result = path.result_at(mass, duals=False)
         return dataclasses.replace(result, time_s=time.perf_counter() - start)
 
-    def _sinkhorn(self, reg: float | None, device: str):
+    def _sinkhorn(self, reg: float | None, device: str, tol: float):
         from solver.sinkhorn import SinkhornSolver
 
-        key = (reg, device)
+        key = (reg, device, tol)
         if key not in self._solvers:
-            self._solvers[key] = SinkhornSolver(reg=reg, device=device)
+            self._solvers[key] = SinkhornSolver(reg=reg, device=device, tol=tol)
         return self._solvers[key]
 
     def _solve_sinkhorn(self, problem: Problem, reg, mass: float) -> PartialResult:
         reg = self.reg_value(problem, reg)
         warm_key = (problem.key, reg)
         init = self._warm.get(warm_key)
+        cost = problem.prepared.cost
+        tol = SLIDER_TOL if cost.size <= LARGE_PLAN else SLIDER_TOL_LARGE
+        sinkhorn = self._sinkhorn(reg, self.device, tol)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PSMDConvergenceWarning)
-            result = self._sinkhorn(reg, self.device)(
-                problem.prepared.cost, mass, init=init
-            )
+            result = sinkhorn(cost, mass, init=init)
         if not result.converged and init is not None:
             logger.info("warm start did not converge; solving again from scratch")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", PSMDConvergenceWarning)
-                result = self._sinkhorn(reg, self.device)(problem.prepared.cost, mass)
+                result = sinkhorn(cost, mass)
         self._warm[warm_key] = result
         return result
 
@@ -352,7 +362,15 @@ class AppState:
             return sha256_json([problem.key, "curves", "exact", solver.__version__])
         reg = cls.reg_value(problem, reg)
         return sha256_json(
-            [problem.key, "curves", "sinkhorn", reg, SWEEP_POINTS, solver.__version__]
+            [
+                problem.key,
+                "curves",
+                "sinkhorn",
+                reg,
+                SWEEP_POINTS,
+                SWEEP_TOL,
+                solver.__version__,
+            ]
         )
 
     def get_curves(self, key: str) -> Curves | None:
@@ -434,7 +452,9 @@ class AppState:
         grid = np.r_[masses, 1.0]
         cost = problem.prepared.cost
         batch = max(1, SWEEP_BATCH_ENTRIES // cost.size)
-        sinkhorn = SinkhornSolver(reg=self.reg_value(problem, reg), device="cpu")
+        sinkhorn = SinkhornSolver(
+            reg=self.reg_value(problem, reg), device="cpu", tol=SWEEP_TOL
+        )
         results: list[PartialResult] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PSMDConvergenceWarning)

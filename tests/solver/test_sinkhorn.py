@@ -49,6 +49,19 @@ def test_plan_is_feasible(rng, mass):
     assert res.transported_mass == pytest.approx(mass, abs=tol)
 
 
+@pytest.mark.parametrize("n", [100, 594, 3158])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_full_mass_is_feasible_for_every_size(rng, n, dtype):
+    """Mass 1 must not be refused because sum(1/n) rounds below 1 (float32)."""
+    cost = rng.random((n, 7))
+    solver = SinkhornSolver(reg=0.1, tol=1e-4, dtype=dtype, device="cpu")
+    res = solver.solve_many(cost, [0.5, 1.0])[-1]
+    assert res.converged
+    assert res.transported_mass == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(PSMDInputError, match="mass=1.001"):
+        solver(cost, 1.001)
+
+
 def test_general_weights_are_feasible_and_near_exact(rng):
     cost = random_cost(rng, 30, 20)
     a = rng.uniform(0.5, 1.5, 30) / 30
