@@ -9,15 +9,15 @@ the alignment curve have all been redrawn for the new ε (plotly's
 
 Usage::
 
-    python benchmarks/bench_app.py [--repeats 8] [--out benchmarks/results_app.json]
+    python benchmarks/bench_app.py [--repeats 8]
 
-Prints a table and writes the JSON result (target: median ≤ 300 ms).
+Prints a table and rewrites the app section of ``benchmarks/RESULTS.md``
+(target: median ≤ 300 ms).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -207,7 +207,6 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_app.json"))
     parser.add_argument(
         "--results", default=str(ROOT / "benchmarks" / "RESULTS.md"),
         help="Markdown file whose 'app' section is rewritten",
@@ -260,9 +259,8 @@ def main(argv=None) -> int:
             f"{name:28} {r['units']:14} {r['first_figure_s']:8.2f}s "
             f"{r['median_ms']:6.0f}ms {r['max_ms']:6.0f}ms"
         )
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_section(args.results, "app", markdown(result))
-    print(f"wrote {args.out} and the app section of {args.results}")
+    print(f"wrote the app section of {args.results}")
     return 0
 
 

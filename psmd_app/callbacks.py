@@ -8,10 +8,15 @@ wires them to component ids.
 
 Data flow::
 
-    url ─► controls ─► settings, result ─► plan, status, ranking, alignment,
-                        and problem        embedding colours, unit detail
-                             └─► ε-curves (background) ─► ranking, alignment
-                             └─► UMAP (background) ─► embedding
+    url ─► controls ─► _apply: settings, solve, problem
+                         ├─► result ─► status, plan, ranking, alignment, unit
+                         │               └─► plan drawn ─► unit map
+                         ├─► problem ─► ε-curves (background) ─► the same five
+                         │                                        views again
+                         └─► problem ─► UMAP (background) ─► unit map
+
+The views read the ε-curves as ``State`` and :func:`_follow_curves` redraws
+them when the curves arrive, so the first figure never waits for the path.
 
 Errors raised in any callback are shown in the alert bar by the app's
 ``on_error`` handler (:func:`show_error`); the outputs keep their values.

@@ -164,10 +164,6 @@ def aggregate_plan(
     return AggregatedPlan(fill, edges_x, edges_y, matched_x, matched_y)
 
 
-def _centres(edges: np.ndarray) -> np.ndarray:
-    return (edges[:-1] + edges[1:] - 1) / 2.0
-
-
 def _grid(n: int, edges: np.ndarray) -> tuple[float, float]:
     """(first centre, step) of an even grid of ``len(edges) - 1`` blocks of n units."""
     step = n / (edges.size - 1)
