@@ -2,8 +2,11 @@
 
 ``psmd compare X.npy Y.npy --unmatched 0.2 --json`` compares two
 representations at one unmatched mass; ``psmd path X.npy Y.npy --json``
-solves the whole exact ε-path and reports rankings and the elbow. Bad files or
-values print one line on stderr and exit with status 2.
+solves the whole exact ε-path and reports rankings and the elbow;
+``psmd activations A.pt B.pt --images DIR --layer L --out pair.npz`` reads one
+layer of two models on the same images (model mode). Inputs are read by
+:mod:`solver.io` and checked by :func:`solver.validation.load_pair`. Bad files
+or values print one line on stderr and exit with status 2.
 """
 
 from __future__ import annotations
@@ -26,13 +29,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"psmd: error: {message}\n")
 
 
+FORMATS_HELP = ".npy .npz .mat .h5 .csv .tsv .parquet .pt .nii.gz"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("X", help="stimuli x units matrix (.npy, .npz, .csv, .tsv)")
+    p.add_argument("X", help=f"stimuli x units matrix ({FORMATS_HELP})")
     p.add_argument(
-        "Y", help="the other system's matrix, same stimuli in the same order"
+        "Y",
+        nargs="?",
+        help="the other system's matrix, same stimuli in the same order "
+        "(omit it when X is one .npz pair file holding arrays X and Y)",
     )
-    p.add_argument("--key-x", help="array name inside X's .npz")
-    p.add_argument("--key-y", help="array name inside Y's .npz")
+    p.add_argument("--key-x", help="array / variable / dataset inside X's file")
+    p.add_argument("--key-y", help="array / variable / dataset inside Y's file")
+    p.add_argument("--mask-x", help="3-D NIfTI mask for a 4-D NIfTI X")
+    p.add_argument("--mask-y", help="3-D NIfTI mask for a 4-D NIfTI Y")
+    p.add_argument("--names-x", help="unit names of X (.txt, .json, .csv)")
+    p.add_argument("--names-y", help="unit names of Y (.txt, .json, .csv)")
+    p.add_argument(
+        "--drop-nonfinite",
+        action="store_true",
+        help="exclude units holding NaN/Inf (with a warning) instead of refusing",
+    )
     p.add_argument(
         "--cost", choices=("correlation", "sqeuclidean"), default="correlation"
     )
@@ -65,13 +83,59 @@ def build_parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("path", help="whole exact ε-path, rankings and elbow")
     _common(pa)
     pa.add_argument("--points", type=int, default=100, help="grid for the elbow")
+    act = sub.add_parser(
+        "activations",
+        help="model mode: one layer of two PyTorch models on the same images",
+    )
+    act.add_argument("MODEL_X", help="TorchScript file, or state_dict (with --arch)")
+    act.add_argument("MODEL_Y", help="the other model")
+    act.add_argument(
+        "--images", help="folder of images (name order) or .npz/.npy of images"
+    )
+    act.add_argument("--layer", help="layer of MODEL_X (see --list-layers)")
+    act.add_argument("--layer-y", help="layer of MODEL_Y (default: --layer)")
+    act.add_argument(
+        "--arch",
+        help="architecture of state_dict files: digits-cnn or a torchvision name",
+    )
+    act.add_argument("--arch-y", help="architecture of MODEL_Y (default: --arch)")
+    act.add_argument("--pooling", choices=("mean", "center"), default="mean")
+    act.add_argument(
+        "--rectify", action="store_true", help="apply a ReLU to the layer output"
+    )
+    act.add_argument("--batch-size", type=int, default=64)
+    act.add_argument("--size", type=int, help="resize images to SIZE x SIZE")
+    act.add_argument("--normalize", choices=("none", "imagenet"), default="none")
+    act.add_argument("--device", default="cpu")
+    act.add_argument("--out", help="pair file to write (.npz: X, Y, images, names)")
+    act.add_argument(
+        "--list-layers", action="store_true", help="print the layers and stop"
+    )
+    act.add_argument("--json", action="store_true", help="print one JSON object")
+    act.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress on stderr"
+    )
     return parser
 
 
-def _load(path: str, key: str | None):
-    from solver.io import load_matrix
+def _load_pair(args):
+    from solver.validation import load_pair
 
-    return load_matrix(path, key=key)
+    return load_pair(
+        args.X,
+        args.Y,
+        key_x=args.key_x,
+        key_y=args.key_y,
+        mask_x=args.mask_x,
+        mask_y=args.mask_y,
+        names_x=args.names_x,
+        names_y=args.names_y,
+        allow_nonfinite=args.drop_nonfinite,
+    )
+
+
+def _named(ranking: list, names: list | None) -> list:
+    return ranking if names is None else [names[i] for i in ranking]
 
 
 def _compare(args) -> dict:
@@ -81,9 +145,10 @@ def _compare(args) -> dict:
 
     if args.reg is not None and not args.reg > 0:
         raise PSMDInputError(f"--reg {args.reg} is not allowed; it must be > 0.")
+    pair = _load_pair(args)
     c = compare(
-        _load(args.X, args.key_x),
-        _load(args.Y, args.key_y),
+        pair.X,
+        pair.Y,
         unmatched=args.unmatched,
         mass=args.mass,
         cost=args.cost,
@@ -98,7 +163,9 @@ def _compare(args) -> dict:
             ranking_x=c.ranking_x,
             ranking_y=c.ranking_y,
         )
-    return c.to_dict()
+    out = c.to_dict()
+    out["names_x"], out["names_y"] = pair.names_x, pair.names_y
+    return out
 
 
 def _path(args) -> dict:
@@ -106,12 +173,74 @@ def _path(args) -> dict:
 
     if args.points < 10:
         raise PSMDInputError(f"--points {args.points} is too few; at least 10.")
-    return path(
-        _load(args.X, args.key_x),
-        _load(args.Y, args.key_y),
-        cost=args.cost,
-        n_points=args.points,
-    ).to_dict()
+    pair = _load_pair(args)
+    out = path(pair.X, pair.Y, cost=args.cost, n_points=args.points).to_dict()
+    out["names_x"], out["names_y"] = pair.names_x, pair.names_y
+    return out
+
+
+def _activations(args) -> dict:
+    import numpy as np
+
+    from solver.io import load_images
+    from solver.models import layer_names, load_model, model_activations
+    from solver.validation import check_pair
+
+    arch_y = args.arch_y or args.arch
+    models = [
+        load_model(args.MODEL_X, arch=args.arch),
+        load_model(args.MODEL_Y, arch=arch_y),
+    ]
+    if args.list_layers:
+        return {"layers_x": layer_names(models[0]), "layers_y": layer_names(models[1])}
+    for flag in ("images", "layer", "out"):
+        if getattr(args, flag) is None:
+            raise PSMDInputError(f"--{flag} is required (or use --list-layers).")
+    if not args.out.lower().endswith(".npz"):
+        raise PSMDInputError(f"--out {args.out}: the pair file must end in .npz.")
+    images = load_images(args.images)
+    layers = (args.layer, args.layer_y or args.layer)
+
+    def progress(done: int, total: int) -> None:
+        print(f"psmd: {done}/{total} images", file=sys.stderr, flush=True)
+
+    acts = []
+    for model, layer, tag in zip(models, layers, ("X", "Y"), strict=True):
+        print(f"psmd: model {tag}, layer {layer}", file=sys.stderr, flush=True)
+        acts.append(
+            model_activations(
+                model,
+                images,
+                layer,
+                pooling=args.pooling,
+                rectify=args.rectify,
+                batch_size=args.batch_size,
+                size=args.size,
+                normalize=args.normalize,
+                device=args.device,
+                progress=progress,
+            )
+        )
+    names = [
+        [f"{layer}:{j}" for j in range(a.shape[1])]
+        for a, layer in zip(acts, layers, strict=True)
+    ]
+    pair = check_pair(*acts, images=images, names_x=names[0], names_y=names[1])
+    np.savez_compressed(
+        args.out,
+        X=pair.X,
+        Y=pair.Y,
+        images=images,
+        names_x=np.array(names[0]),
+        names_y=np.array(names[1]),
+    )
+    return {
+        "out": args.out,
+        "n_stimuli": int(pair.X.shape[0]),
+        "n_x": int(pair.X.shape[1]),
+        "n_y": int(pair.Y.shape[1]),
+        "layers": list(layers),
+    }
 
 
 def _print_summary(command: str, out: dict) -> None:
@@ -124,9 +253,20 @@ def _print_summary(command: str, out: dict) -> None:
             f"normalized score {out['normalized_score']}",
             f"method {out['method']}, converged {out['converged']}, "
             f"{out['time_s']:.3f} s on {out['device']}",
-            f"best aligned X units: {out['ranking_x'][:10]}",
-            f"best aligned Y units: {out['ranking_y'][:10]}",
+            f"best aligned X units: {_named(out['ranking_x'][:10], out['names_x'])}",
+            f"best aligned Y units: {_named(out['ranking_y'][:10], out['names_y'])}",
         ]
+    elif command == "activations":
+        if "layers_x" in out:
+            lines = [f"layers of X: {' '.join(out['layers_x'])}"]
+            lines.append(f"layers of Y: {' '.join(out['layers_y'])}")
+        else:
+            lines = [
+                f"wrote {out['out']}: {out['n_stimuli']} stimuli, "
+                f"{out['n_x']} x {out['n_y']} units (layers {', '.join(out['layers'])})"
+            ]
+        print("\n".join(lines))
+        return
     else:
         elbow = out["elbow"]
         if elbow is None:
@@ -135,8 +275,8 @@ def _print_summary(command: str, out: dict) -> None:
             f"units: {out['n_x']} x {out['n_y']} ({out['cost']} cost)",
             f"{len(out['masses'])} breakpoints from mass 0 to 1",
             f"elbow: {elbow}",
-            f"best aligned X units: {out['ranking_x'][:10]}",
-            f"best aligned Y units: {out['ranking_y'][:10]}",
+            f"best aligned X units: {_named(out['ranking_x'][:10], out['names_x'])}",
+            f"best aligned Y units: {_named(out['ranking_y'][:10], out['names_y'])}",
         ]
     for key in ("excluded_x", "excluded_y"):
         if out[key]:
@@ -154,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = _compare(args) if args.command == "compare" else _path(args)
+            run = {"compare": _compare, "path": _path, "activations": _activations}
+            out = run[args.command](args)
     except PSMDInputError as err:
         print(f"psmd: error: {err}", file=sys.stderr)
         return EXIT_USAGE

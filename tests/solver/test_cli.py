@@ -83,7 +83,7 @@ def test_bad_files_exit_2(tmp_path, capsys, rng):
     np.save(tmp_path / "short.npy", rng.normal(size=(9, 4)))
     np.save(tmp_path / "obj.npy", np.array([None, 1], dtype=object))
     cases = [
-        ("short.npy", "X has 10 stimuli (rows) and Y has 9"),
+        ("short.npy", "X.npy has 10 stimuli (rows) and short.npy has 9"),
         ("obj.npy", "never loaded"),
         ("missing.npy", "no such file"),
     ]
