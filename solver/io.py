@@ -419,7 +419,11 @@ def _read_parquet(path: Path, key: str | None) -> Loaded:
             continue
         kind = field.type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            what = "text" if pa.types.is_string(kind) else f"values of type {kind}"
+            what = (
+                "text"
+                if pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                else f"values of type {kind}"
+            )
             raise PSMDInputError(
                 f"{path}: column {field.name!r} holds {what}; every column must "
                 "be numeric."
@@ -453,11 +457,7 @@ def _read_torch(path: Path, key: str | None) -> Loaded:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        detail = _short(err).replace("Weights only load failed.", "").strip()
-        raise PSMDInputError(
-            f"{path}: holds pickled Python objects besides tensors, which are "
-            f"never loaded ({detail[:100]}); save a tensor or a dict of tensors."
-        ) from None
+        raise PSMDInputError(_torch_refusal(path, str(err))) from None
     if isinstance(obj, torch.Tensor):
         if key is not None:
             raise PSMDInputError(f"{path}: holds one tensor; drop the key.")
@@ -470,6 +470,17 @@ def _read_torch(path: Path, key: str | None) -> Loaded:
         f"{path}: holds a {type(obj).__name__}; a tensor or a dict of tensors "
         "is required."
     )
+
+
+def _torch_refusal(path: Path, text: str) -> str:
+    """One line from PyTorch's long weights_only error."""
+    found = re.search(r"GLOBAL (\S+)", text)
+    if found:
+        return (
+            f"{path}: holds pickled Python objects ({found.group(1)}) besides "
+            "tensors, which are never loaded; save a tensor or a dict of tensors."
+        )
+    return f"{path}: not a readable .pt file (not a tensor file PyTorch can read)."
 
 
 def _flat_tensors(obj: dict, prefix: str = "") -> dict:
