@@ -458,6 +458,10 @@ def _read_torch(path: Path, key: str | None) -> Loaded:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise PSMDInputError(_torch_refusal(path, str(err))) from None
+    except Exception as err:  # torch's reader raises many kinds on junk bytes
+        raise PSMDInputError(
+            f"{path}: not a readable .pt file ({_short(err)})."
+        ) from None
     if isinstance(obj, torch.Tensor):
         if key is not None:
             raise PSMDInputError(f"{path}: holds one tensor; drop the key.")

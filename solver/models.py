@@ -129,7 +129,7 @@ def load_model(path: str | Path, *, arch: str | None = None):
             f"{path}: holds a pickled Python object (a whole model?), which is "
             "never loaded; save model.state_dict() or TorchScript instead."
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+    except Exception as err:  # torch's reader raises many kinds on junk bytes
         raise PSMDInputError(
             f"{path}: not a readable PyTorch file ({_first_line(err)})."
         ) from None
