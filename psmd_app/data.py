@@ -20,12 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
+from solver.exceptions import PSMDInputError
 from solver.preprocessing import Prepared, prepare
 
 logger = logging.getLogger(__name__)
 
 # Bump when what is cached under a key changes meaning.
 CACHE_VERSION = "psmd-app-1"
+
+OWN_DATASET = "own"
+USER_PREFIX = "user-"
+FOLDER_PREFIX = "folder:"
+# Most datasets a server keeps from uploads and opened files (all sessions).
+MAX_USER_DATASETS = 32
+# Pair files listed from a data folder.
+MAX_FOLDER_PAIRS = 200
 
 
 def sha256_json(obj) -> str:
@@ -153,8 +162,16 @@ class Catalog:
         Prepared problems kept in memory (least recently used dropped first).
     """
 
-    def __init__(self, loaders: dict, *, max_problems: int = 8) -> None:
+    def __init__(
+        self,
+        loaders: dict,
+        *,
+        max_problems: int = 8,
+        max_user: int = MAX_USER_DATASETS,
+    ) -> None:
         self._loaders = dict(loaders)
+        self._user: OrderedDict = OrderedDict()
+        self._max_user = max_user
         self._samples: dict = {}
         self._infos: dict[str, DatasetInfo] = {}
         self._problems: OrderedDict = OrderedDict()
@@ -178,13 +195,61 @@ class Catalog:
 
     @property
     def names(self) -> list[str]:
-        """Dataset names in the order given."""
+        """Names of the datasets every session sees, in the order given."""
         return list(self._loaders)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._loaders or name in self._user
+
+    def add_user(self, sample, session: str) -> str:
+        """Hold one session's dataset (an upload or an opened file).
+
+        The name is a SHA-256 over the session's secret token and the data,
+        so it is unguessable by other sessions, and the same upload in the
+        same session gets the same name. The oldest user datasets are dropped
+        beyond ``max_user`` (their sessions are told to upload again).
+
+        Returns
+        -------
+        str
+            The dataset name (``user-`` and 20 hex digits).
+        """
+        digests = [
+            (array_digest(v.X), array_digest(v.Y)) for v in sample.views.values()
+        ]
+        name = USER_PREFIX + sha256_json([session, sample.title, digests])[:20]
+        with self._lock:
+            if name not in self._user:
+                self._user[name] = sample
+                self._samples[name] = sample
+                self._infos.pop(name, None)
+                logger.info(
+                    "holding dataset %s (%s) for one session", name, sample.title
+                )
+            self._user.move_to_end(name)
+            while len(self._user) > self._max_user:
+                old, _ = self._user.popitem(last=False)
+                self._forget(old)
+        return name
+
+    def _forget(self, name: str) -> None:
+        self._samples.pop(name, None)
+        self._infos.pop(name, None)
+        for key in [k for k in self._problems if k[0] == name]:
+            del self._problems[key]
+        self._digests = {k: v for k, v in self._digests.items() if k[0] != name}
+        logger.info("dropped dataset %s (too many held)", name)
 
     def sample(self, name: str):
         """The loaded dataset ``name`` (loaded once)."""
         with self._lock:
             if name not in self._samples:
+                if name.startswith(USER_PREFIX):
+                    raise PSMDInputError(
+                        "this dataset is no longer held by the server (it was "
+                        "opened in an earlier run, or dropped to make room); "
+                        "upload or open it again."
+                    )
                 if name not in self._loaders:
                     raise KeyError(f"unknown dataset {name!r}")
                 start = time.perf_counter()
@@ -217,8 +282,13 @@ class Catalog:
             return self._infos[name]
 
     def views(self) -> dict[str, tuple[str, ...]]:
-        """Every dataset name with its views (loads every dataset)."""
-        return {name: self.info(name).views for name in self.names}
+        """Every dataset name with its views (loads every shared dataset).
+
+        User datasets are included while the server holds them.
+        """
+        with self._lock:
+            held = list(self._user)
+        return {name: self.info(name).views for name in [*self.names, *held]}
 
     def problem(self, dataset: str, view: str, cost: str) -> Problem:
         """Prepare (or fetch) one view of a dataset with one cost.
@@ -296,19 +366,77 @@ def _sample_loader(name: str):
     return load
 
 
-OWN_DATASET = "own"
+def pair_to_sample(pair, *, name: str, title: str, description: str, names=("X", "Y")):
+    """A checked :class:`solver.validation.Pair` as a one-view ``Sample``."""
+    from sample_data import Sample, View
+
+    def labels(values):
+        return None if values is None else np.asarray(values, dtype=str)
+
+    view = View(
+        X=pair.X,
+        Y=pair.Y,
+        labels_x=labels(pair.names_x),
+        labels_y=labels(pair.names_y),
+        coords_x=pair.coords_x,
+        coords_y=pair.coords_y,
+    )
+    return Sample(
+        name=name,
+        title=title,
+        kind="own",
+        description=description,
+        views={"all units": view},
+        images=pair.images,
+        x_name=names[0],
+        y_name=names[1],
+    )
 
 
-def own_files_loader(paths: list[str]):
+def _describe(pair, source: str) -> str:
+    extras = [
+        what
+        for what, value in (
+            ("images", pair.images),
+            (
+                "coordinates",
+                pair.coords_x if pair.coords_x is not None else pair.coords_y,
+            ),
+            ("unit names", pair.names_x or pair.names_y),
+        )
+        if value is not None
+    ]
+    more = f" With {', '.join(extras)}." if extras else ""
+    return (
+        f"{pair.X.shape[1]} units of X and {pair.Y.shape[1]} of Y over "
+        f"{pair.X.shape[0]} stimuli, from {source}.{more}"
+    )
+
+
+def pair_loader(pair, *, title: str = "Your data", source: str = "memory"):
+    """Loader of an in-memory pair (notebooks: :func:`psmd_app.show`)."""
+
+    def load():
+        return pair_to_sample(
+            pair, name=OWN_DATASET, title=title, description=_describe(pair, source)
+        )
+
+    return load
+
+
+def own_files_loader(paths: list[str], **companions):
     """Loader of the user's own pair of representations (``psmd-app --data``).
 
     Parameters
     ----------
     paths : list of str
-        Either two files, X then Y (``.npy``, ``.npz``, ``.csv``, ``.tsv``;
-        rows = stimuli, columns = units), or one ``.npz`` holding arrays ``X``
-        and ``Y`` and optionally ``images`` (one image per stimulus, shape
-        ``(n_stimuli, H, W)`` or ``(n_stimuli, H, W, 3)``).
+        Either two files, X then Y (any format of :mod:`solver.io`; rows =
+        stimuli, columns = units), or one ``.npz`` pair file holding arrays
+        ``X`` and ``Y`` and optionally ``images``, ``coords_x``, ``coords_y``,
+        ``names_x``, ``names_y``.
+    **companions
+        Passed to :func:`solver.validation.load_pair` (``images``,
+        ``coords_x``, ``names_x``, ``mask_x``, ``key_x``, ... as paths).
 
     Returns
     -------
@@ -318,80 +446,187 @@ def own_files_loader(paths: list[str]):
     Raises
     ------
     solver.exceptions.PSMDInputError
-        When called: unreadable or pickled files, missing arrays, arrays that
-        are not 2-D, different numbers of stimuli, or images that do not match
-        the stimuli. Values (NaN, constant units) are checked later by
-        :func:`solver.preprocessing.prepare`.
+        When called: any unreadable or pickled file, or any case of
+        :func:`solver.validation.check_pair`. Constant units are excluded
+        later, with a notice, by :func:`solver.preprocessing.prepare`.
     """
     paths = [str(p) for p in paths]
 
     def load():
-        from sample_data import Sample, View
-        from solver.exceptions import PSMDInputError
-        from solver.io import load_matrix
+        from solver.validation import load_pair
 
-        images = None
-        if len(paths) == 2:
-            X, Y = (load_matrix(p) for p in paths)
-            names = tuple(Path(p).stem for p in paths)
-        elif len(paths) == 1 and paths[0].lower().endswith(".npz"):
-            X, Y, images = _load_pair_npz(Path(paths[0]))
-            names = ("X", "Y")
-        else:
+        if len(paths) not in (1, 2):
             raise PSMDInputError(
                 f"--data {' '.join(paths)}: give two files (X then Y) or one .npz "
                 "holding arrays X and Y."
             )
-        for label, arr in (("X", X), ("Y", Y)):
-            if arr.ndim != 2:
-                raise PSMDInputError(
-                    f"{label} has shape {arr.shape}; allowed: a 2-D array "
-                    "(stimuli x units)."
-                )
-        if X.shape[0] != Y.shape[0]:
-            raise PSMDInputError(
-                f"X has {X.shape[0]} stimuli (rows), Y {Y.shape[0]}; both must "
-                "hold the same stimuli in the same order."
-            )
-        if images is not None and (images.ndim not in (3, 4) or len(images) != len(X)):
-            raise PSMDInputError(
-                f"images has shape {images.shape}; allowed: one image per stimulus, "
-                f"({len(X)}, H, W) or ({len(X)}, H, W, 3)."
-            )
-        title = f"Your data: {names[0]} vs {names[1]}"
-        return Sample(
+        pair = load_pair(*paths, **companions)
+        names = tuple(Path(p).stem for p in paths) if len(paths) == 2 else ("X", "Y")
+        return pair_to_sample(
+            pair,
             name=OWN_DATASET,
-            title=title,
-            kind="own",
-            description=f"{X.shape[1]} units of {names[0]} and {Y.shape[1]} of "
-            f"{names[1]} over {X.shape[0]} stimuli, from {', '.join(paths)}.",
-            views={"all units": View(X=X, Y=Y)},
-            images=images,
-            x_name=names[0],
-            y_name=names[1],
+            title=f"Your data: {names[0]} vs {names[1]}",
+            description=_describe(pair, ", ".join(paths)),
+            names=names,
         )
 
     return load
 
 
-def _load_pair_npz(path: Path):
-    """X, Y and optional images from one ``.npz`` (never unpickling)."""
-    from solver.exceptions import PSMDInputError
-    from solver.io import load_matrix
+class DataFolder:
+    """The folder the app may open files from (``psmd-app --data-dir``).
 
-    arrays = {}
-    for key in ("X", "Y"):
-        try:
-            arrays[key] = load_matrix(path, key=key)
-        except PSMDInputError as err:
-            raise PSMDInputError(f"{err} A pair file holds arrays X and Y.") from None
-    images = None
-    with np.load(path, allow_pickle=False) as npz:
-        if "images" in npz.files:
+    Every path a browser sends is taken relative to this folder and refused
+    when it leads outside it (``..``, absolute paths, links pointing out).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise PSMDInputError(f"--data-dir {root}: not a folder.")
+        self.root = root.resolve()
+
+    def resolve(self, relative: str) -> Path:
+        """The file or folder ``relative`` names inside the data folder.
+
+        Raises
+        ------
+        PSMDInputError
+            Empty, absolute or escaping paths, or nothing there.
+        """
+
+        text = (relative or "").strip()
+        if not text:
+            raise PSMDInputError("no path given; name a file inside the data folder.")
+        if "\x00" in text or Path(text).is_absolute() or text.startswith("~"):
+            raise PSMDInputError(
+                f"{text!r}: only paths relative to the data folder are allowed."
+            )
+        target = (self.root / text).resolve()
+        if not target.is_relative_to(self.root):
+            raise PSMDInputError(
+                f"{text!r} leads outside the data folder; only files inside it "
+                "can be opened."
+            )
+        if not target.exists():
+            raise PSMDInputError(f"{text!r}: no such file in the data folder.")
+        return target
+
+    def pair_files(self) -> list[str]:
+        """Relative paths of the ``.npz`` pair files (arrays X and Y) inside."""
+        found = []
+        for path in sorted(self.root.rglob("*.npz")):
+            if len(found) >= MAX_FOLDER_PAIRS:
+                break
             try:
-                images = npz["images"]
-            except ValueError:
-                raise PSMDInputError(
-                    f"{path}: images holds Python objects, which are never loaded."
-                ) from None
-    return arrays["X"], arrays["Y"], images
+                resolved = path.resolve()
+                if not resolved.is_relative_to(self.root):
+                    continue
+                with np.load(resolved, allow_pickle=False) as z:
+                    if {"X", "Y"} <= set(z.files):
+                        found.append(str(path.relative_to(self.root)))
+            except (OSError, ValueError, EOFError):
+                continue
+        return found
+
+    def loader(self, relative: str):
+        """Loader of a pair file listed by :meth:`pair_files`."""
+        path = self.resolve(relative)
+
+        def load():
+            from solver.validation import load_pair
+
+            pair = load_pair(path)
+            return pair_to_sample(
+                pair,
+                name=FOLDER_PREFIX + relative,
+                title=f"Folder: {relative}",
+                description=_describe(pair, relative),
+            )
+
+        return load
+
+
+def decode_upload(filename: str, contents: str, max_bytes: int) -> bytes:
+    """Bytes of one ``dcc.Upload`` file (a base64 data URL), size-checked.
+
+    Raises
+    ------
+    PSMDInputError
+        Not a data URL, not base64, or over ``max_bytes``.
+    """
+    import base64
+    import binascii
+
+    if not isinstance(contents, str) or "," not in contents:
+        raise PSMDInputError(f"{filename}: the upload arrived incomplete; try again.")
+    header, body = contents.split(",", 1)
+    if len(body) * 3 // 4 > max_bytes:
+        raise PSMDInputError(
+            f"{filename}: larger than the upload limit of {max_bytes / 1e6:.0f} MB; "
+            "open it from the data folder (--data-dir) or raise --max-upload-mb."
+        )
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise PSMDInputError(f"{filename}: the upload is not valid base64.") from None
+
+
+def safe_name(filename: str) -> str:
+    """A file name without folders or odd characters, keeping its suffix."""
+    import re
+
+    base = Path(str(filename).replace("\\", "/")).name
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".") or "upload"
+    return base[:120]
+
+
+def load_uploads(files: list[tuple[str, bytes]]):
+    """A checked pair from uploaded files: one pair ``.npz``, or X and Y.
+
+    Parameters
+    ----------
+    files : list of (filename, bytes)
+        One pair file, or two files taken in name order (first = X).
+
+    Returns
+    -------
+    pair : solver.validation.Pair
+    names : (str, str)
+
+    Raises
+    ------
+    PSMDInputError
+        Not one or two files, or any loader / validation problem.
+    """
+    import tempfile
+
+    from solver.validation import load_pair
+
+    if len(files) not in (1, 2):
+        raise PSMDInputError(
+            f"{len(files)} files uploaded; give one pair file (.npz with X and Y) "
+            "or two files, X and Y (taken in name order)."
+        )
+    files = sorted(files, key=lambda f: f[0])
+    with tempfile.TemporaryDirectory(prefix="psmd-upload-") as tmp:
+        paths = []
+        for i, (filename, data) in enumerate(files):
+            path = Path(tmp) / f"{i}-{safe_name(filename)}"
+            path.write_bytes(data)
+            paths.append(path)
+        try:
+            pair = load_pair(*paths)
+        except PSMDInputError as err:
+            # Name the file as the user knows it, not the temporary copy.
+            text = str(err)
+            for path, (filename, _) in zip(paths, files, strict=True):
+                text = text.replace(str(path), safe_name(filename))
+                text = text.replace(path.name, safe_name(filename))
+            raise PSMDInputError(text) from None
+    if len(files) == 2:
+        names = tuple(Path(safe_name(f[0])).stem for f in files)
+    else:
+        names = ("X", "Y")
+    return pair, names

@@ -70,14 +70,14 @@ def _bad_npz(tmp_path, **arrays):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: _pair(p, n_stimuli=(60, 50)), "X has 60 stimuli (rows), Y 50"),
+        (lambda p: _pair(p, n_stimuli=(60, 50)), "X.npy has 60 stimuli (rows) and Y.npy has 50"),
         (lambda p: [str(p / "missing.npy"), str(p / "Y.npy")], "no such file"),
-        (lambda p: _pair(p)[:1], "give two files (X then Y) or one .npz"),
+        (lambda p: _pair(p)[:1], "give two files (X then Y) or one .npz pair file"),
         (lambda p: _bad_npz(p, X=np.ones((5, 3))), "no array named 'Y'"),
         (lambda p: _bad_npz(p, X=np.ones((5, 3)), Y=np.ones((5, 3, 2))),
-         "Y has shape (5, 3, 2); allowed: a 2-D array"),
+         "Y has 3 dimensions with shape (5, 3, 2); allowed: a 2-D"),
         (lambda p: _bad_npz(p, X=np.ones((5, 3)), Y=np.ones((5, 3)),
-                            images=np.zeros((4, 8, 8))), "one image per stimulus"),
+                            images=np.zeros((4, 8, 8))), "4 images for 5 stimuli"),
         (lambda p: _bad_npz(p, X=np.array([[1, "a"]], dtype=object), Y=np.ones((1, 2))),
          "pickled data"),
         (lambda p: _pair(p) + _pair(p), "takes two files"),
