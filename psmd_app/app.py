@@ -48,10 +48,15 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+DEFAULT_MAX_UPLOAD_MB = 200.0
+
+
 def create_app(
     *,
     sample: str | None = None,
-    data: list[str] | None = None,
+    data=None,
+    data_dir: str | Path | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     device: str = "auto",
     cache_dir: str | Path | None = None,
     samples: list[str] | None = None,
@@ -65,10 +70,16 @@ def create_app(
     sample : str or None
         Dataset shown first; default the user's own data when ``data`` is
         given, else "digits-cnn".
-    data : list of str or None
-        The user's own files: X and Y, or one ``.npz`` with arrays ``X``, ``Y``
-        and optionally ``images`` (see :func:`psmd_app.data.own_files_loader`);
-        offered as the dataset "own".
+    data : list of str, callable, or None
+        The user's own pair, offered as the dataset "own" to every session:
+        files (X and Y, or one ``.npz`` pair file; see
+        :func:`psmd_app.data.own_files_loader`) or a zero-argument loader
+        (e.g. :func:`psmd_app.data.pair_loader` of arrays in memory).
+    data_dir : str or Path or None
+        A folder browsers may open files from; its ``.npz`` pair files are
+        listed as datasets. Paths that lead outside it are refused.
+    max_upload_mb : float, default=200
+        Largest upload accepted (0 turns uploads off).
     device : str, default="auto"
         Device of the slider's solves in the server process ("auto", "cpu",
         "cuda", ...). Background work always runs on the CPU.
@@ -98,15 +109,30 @@ def create_app(
 
     from psmd_app import media, worker
     from psmd_app.callbacks import register_callbacks, show_error
-    from psmd_app.data import OWN_DATASET, Catalog, own_files_loader
+    from psmd_app.data import (
+        FOLDER_PREFIX,
+        OWN_DATASET,
+        Catalog,
+        DataFolder,
+        own_files_loader,
+    )
     from psmd_app.layout import build_layout
     from psmd_app.state import AppState
     from solver.exceptions import PSMDInputError
 
     configure_logging()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    own = {OWN_DATASET: own_files_loader(data)} if data else None
-    catalog = Catalog.from_samples(samples, first=own)
+    first = {}
+    if data is not None:
+        first[OWN_DATASET] = data if callable(data) else own_files_loader(data)
+    folder = DataFolder(data_dir) if data_dir is not None else None
+    if folder is not None:
+        for relative in folder.pair_files():
+            first[FOLDER_PREFIX + relative] = folder.loader(relative)
+        logger.info(
+            "data folder %s: %d pair files listed", folder.root, len(first) - bool(data)
+        )
+    catalog = Catalog.from_samples(samples, first=first)
     if sample is None:
         sample = OWN_DATASET if data else DEFAULT_SAMPLE
     if sample not in catalog.names:
@@ -124,6 +150,8 @@ def create_app(
         device=device,
         embedding_worker=embedding_worker,
         embedder=embedder,
+        data_folder=folder,
+        max_upload_bytes=int(max_upload_mb * 1e6),
     )
     infos = {name: catalog.info(name) for name in catalog.names}
     datasets = [{"label": info.title, "value": name} for name, info in infos.items()]
@@ -131,6 +159,8 @@ def create_app(
         "dataset": sample,
         "views": list(infos[sample].views),
         "description": infos[sample].description,
+        "max_upload_mb": max_upload_mb,
+        "data_dir": None if folder is None else folder.root.name,
     }
     manager = DiskcacheManager(diskcache.Cache(str(cache_dir / "jobs")))
     app = Dash(
@@ -142,11 +172,48 @@ def create_app(
         update_title=None,
     )
     app.server.config["PSMD_STATE"] = state
+    _limit_requests(app, max_upload_mb)
     app.layout = lambda: build_layout(datasets, default)
     media.register_routes(app.server, catalog.sample)
     register_callbacks(app, state)
     logger.info("app ready: %d datasets, cache in %s", len(datasets), cache_dir)
     return app
+
+
+def _limit_requests(app, max_upload_mb: float) -> None:
+    """Cap request bodies, and answer an oversized upload with a clear alert.
+
+    An upload travels base64-encoded inside a callback request (4/3 of the
+    file), so the cap sits a little above ``max_upload_mb``; the upload
+    callback checks the exact limit itself.
+    """
+    from flask import jsonify, request
+
+    from psmd_app import ids
+
+    limit_mb = max(max_upload_mb, 1.0)
+    app.server.config["MAX_CONTENT_LENGTH"] = int(limit_mb * 1e6 * 4 / 3 + 2e6)
+
+    @app.server.errorhandler(413)
+    def _too_large(_error):
+        message = (
+            f"The upload is larger than this server's limit of {max_upload_mb:g} MB; "
+            "open it from the data folder (--data-dir) or raise --max-upload-mb."
+        )
+        logger.warning("refused an oversized request to %s", request.path)
+        if request.path.endswith("_dash-update-component"):
+            # What set_props sends: the renderer applies it to the alert and
+            # leaves the callback's own outputs as they were.
+            body = {
+                "multi": True,
+                "response": {},
+                "sideUpdate": {
+                    ids.ALERT_TEXT: {"children": message},
+                    ids.ALERT: {"hidden": False},
+                },
+            }
+            return jsonify(body), 200
+        return message, 413
 
 
 def _has_display() -> bool:
@@ -190,7 +257,88 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use a fresh cache folder that is deleted at exit",
     )
+    own = parser.add_argument_group("your own data (with --data)")
+    own.add_argument("--images", help="stimulus images: a folder or .npz")
+    own.add_argument("--coords-x", help="unit positions of X (n_x, 3), mm")
+    own.add_argument("--coords-y", help="unit positions of Y (n_y, 3), mm")
+    own.add_argument("--names-x", help="unit names of X (.txt, .json, .csv)")
+    own.add_argument("--names-y", help="unit names of Y (.txt, .json, .csv)")
+    own.add_argument("--mask-x", help="NIfTI mask of a 4-D NIfTI X")
+    own.add_argument("--mask-y", help="NIfTI mask of a 4-D NIfTI Y")
+    models = parser.add_argument_group("model mode: activations of two models")
+    models.add_argument(
+        "--models",
+        nargs=2,
+        metavar=("MODEL_X", "MODEL_Y"),
+        help="TorchScript files, or state_dicts with --arch; needs --images, --layer",
+    )
+    models.add_argument("--arch", help="architecture of state_dicts (digits-cnn, ...)")
+    models.add_argument("--layer", help="layer to read (both models)")
+    models.add_argument("--layer-y", help="layer of MODEL_Y, if different")
+    models.add_argument("--pooling", choices=("mean", "center"), default="mean")
+    models.add_argument(
+        "--rectify", action="store_true", help="ReLU on the layer output"
+    )
+    share = parser.add_argument_group("sharing")
+    share.add_argument(
+        "--data-dir",
+        help="folder browsers may open files from (its .npz pair files are listed)",
+    )
+    share.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        help="largest upload accepted, MB (0 turns uploads off; default %(default)s)",
+    )
     return parser
+
+
+def _own_data(args):
+    """The loader of --data or --models, or None."""
+    from psmd_app.data import own_files_loader, pair_loader
+    from solver.exceptions import PSMDInputError
+
+    if args.models and args.data:
+        raise PSMDInputError("give --data or --models, not both.")
+    if args.models:
+        from solver.models import pair_from_models
+
+        if not args.images or not args.layer:
+            raise PSMDInputError("--models needs --images and --layer.")
+
+        def progress(done: int, total: int) -> None:
+            logger.info("activations: %d/%d images", done, total)
+
+        pair = pair_from_models(
+            *args.models,
+            args.images,
+            args.layer,
+            args.layer_y,
+            arch_x=args.arch,
+            pooling=args.pooling,
+            rectify=args.rectify,
+            progress=progress,
+        )
+        layers = f"{args.layer} / {args.layer_y or args.layer}"
+        return pair_loader(
+            pair, title=f"Models: {layers}", source=" and ".join(args.models)
+        )
+    if not args.data:
+        return None
+    companions = {
+        k: getattr(args, k)
+        for k in (
+            "images",
+            "coords_x",
+            "coords_y",
+            "names_x",
+            "names_y",
+            "mask_x",
+            "mask_y",
+        )
+        if getattr(args, k)
+    }
+    return own_files_loader(args.data, **companions)
 
 
 def _warm_up(app, sample: str) -> None:
@@ -225,10 +373,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.temporary_cache:
         temporary = tempfile.TemporaryDirectory(prefix="psmd-app-")
         cache_dir = temporary.name
+    if args.max_upload_mb < 0:
+        print("psmd-app: --max-upload-mb must be >= 0.", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "serving on %s: anyone who can reach this machine can open the app "
+            "and upload data to it",
+            args.host,
+        )
     try:
+        configure_logging()
         app = create_app(
             sample=args.sample,
-            data=args.data,
+            data=_own_data(args),
+            data_dir=args.data_dir,
+            max_upload_mb=args.max_upload_mb,
             device=args.device,
             cache_dir=cache_dir,
             start_worker=not args.no_worker,

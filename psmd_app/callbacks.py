@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from dash import Input, Output, Patch, State, ctx, dcc, html, no_update, set_props
@@ -65,7 +66,10 @@ def error_message(err: BaseException) -> str:
 
 def show_error(err: BaseException) -> None:
     """``on_error`` handler: log the error and show it in the alert bar."""
-    logger.error("callback failed: %s", err, exc_info=err)
+    if isinstance(err, PSMDInputError):
+        logger.warning("refused: %s", error_message(err))
+    else:
+        logger.error("callback failed: %s", err, exc_info=err)
     set_props(ids.ALERT_TEXT, {"children": error_message(err)})
     set_props(ids.ALERT, {"hidden": False})
 
@@ -114,6 +118,113 @@ def dataset_changed(state: AppState, dataset: str, view: str | None):
     value = view if view in info.views else info.views[0]
     row_style = {} if len(info.views) > 1 else {"display": "none"}
     return view_options(info.views), value, row_style, info.description
+
+
+def dataset_options(state: AppState, held: list | None) -> list[dict]:
+    """Dropdown options: the shared datasets, then this tab's own ones."""
+    options = [
+        {"label": state.catalog.info(name).title, "value": name}
+        for name in state.catalog.names
+    ]
+    for entry in held or []:
+        if entry.get("value") in state.catalog:
+            options.append({"label": entry["label"], "value": entry["value"]})
+    return options
+
+
+def _hold(state: AppState, pair, names, title: str, source: str, session, held):
+    from psmd_app.data import _describe, pair_to_sample
+
+    if not session:
+        raise PSMDInputError("this page has no session yet; reload it and try again.")
+    sample = pair_to_sample(
+        pair,
+        name="pending",
+        title=title,
+        description=_describe(pair, source),
+        names=names,
+    )
+    name = state.catalog.add_user(sample, session)
+    label = f"{title} ({pair.X.shape[1]} × {pair.Y.shape[1]} units)"
+    held = [e for e in (held or []) if e.get("value") != name]
+    held.append({"label": label, "value": name})
+    return dataset_options(state, held), name, held
+
+
+def handle_upload(state: AppState, filenames, contents, session, held):
+    """Files dropped on the upload area → this tab's new dataset.
+
+    Returns
+    -------
+    options, value, held
+        Dataset dropdown options and value, and the tab's dataset list.
+
+    Raises
+    ------
+    PSMDInputError
+        Uploads turned off, too large, unreadable or invalid (shown in the
+        alert bar; other tabs and this tab's views are untouched).
+    """
+    from psmd_app.data import decode_upload, load_uploads, safe_name
+
+    if not contents:
+        raise PreventUpdate
+    if state.max_upload_bytes <= 0:
+        raise PSMDInputError("uploads are turned off on this server.")
+    if isinstance(contents, str):
+        contents, filenames = [contents], [filenames]
+    filenames = [safe_name(f) for f in (filenames or [])]
+    files = [
+        (name, decode_upload(name, data, state.max_upload_bytes))
+        for name, data in zip(filenames, contents, strict=True)
+    ]
+    pair, names = load_uploads(files)
+    title = (
+        f"Upload: {names[0]} vs {names[1]}"
+        if len(files) == 2
+        else f"Upload: {filenames[0]}"
+    )
+    logger.info(
+        "upload %s: %d stimuli, %d x %d units",
+        ", ".join(filenames),
+        pair.X.shape[0],
+        pair.X.shape[1],
+        pair.Y.shape[1],
+    )
+    return _hold(state, pair, names, title, ", ".join(filenames), session, held)
+
+
+def handle_open(state: AppState, text, session, held):
+    """Paths typed in the open box (inside the data folder) → a new dataset.
+
+    Raises
+    ------
+    PSMDInputError
+        No data folder, a path outside it, or any loader / validation problem.
+    """
+    from solver.validation import load_pair
+
+    if state.data_folder is None:
+        raise PSMDInputError(
+            "this server has no data folder (start it with --data-dir)."
+        )
+    parts = (text or "").split()
+    if len(parts) not in (1, 2):
+        raise PSMDInputError(
+            "give one pair file (.npz with X and Y) or two files, X then Y, "
+            "separated by a space."
+        )
+    paths = [state.data_folder.resolve(p) for p in parts]
+    try:
+        pair = load_pair(*paths)
+    except PSMDInputError as err:
+        message = str(err).replace(str(state.data_folder.root) + os.sep, "")
+        raise PSMDInputError(message) from None
+    names = tuple(Path(p).stem for p in parts) if len(parts) == 2 else ("X", "Y")
+    logger.info("opened %s from the data folder", " ".join(parts))
+    return _hold(
+        state, pair, names, f"File: {' '.join(parts)}", " ".join(parts), session, held
+    )
 
 
 def collect_settings(
@@ -659,6 +770,46 @@ def _register_settings(app, state: AppState) -> None:
     )
 
 
+def _register_data(app, state: AppState) -> None:
+    @app.callback(
+        Output(ids.DATASET, "options"),
+        Input(ids.SESSION_DATASETS, "data"),
+    )
+    def _options(held):
+        return dataset_options(state, held)
+
+    if state.max_upload_bytes > 0:
+
+        @app.callback(
+            Output(ids.DATASET, "options", allow_duplicate=True),
+            Output(ids.DATASET, "value", allow_duplicate=True),
+            Output(ids.SESSION_DATASETS, "data", allow_duplicate=True),
+            Input(ids.UPLOAD, "contents"),
+            State(ids.UPLOAD, "filename"),
+            State(ids.SESSION, "data"),
+            State(ids.SESSION_DATASETS, "data"),
+            prevent_initial_call=True,
+        )
+        def _upload(contents, filenames, session, held):
+            return handle_upload(state, filenames, contents, session, held)
+
+    if state.data_folder is not None:
+
+        @app.callback(
+            Output(ids.DATASET, "options", allow_duplicate=True),
+            Output(ids.DATASET, "value", allow_duplicate=True),
+            Output(ids.SESSION_DATASETS, "data", allow_duplicate=True),
+            Input(ids.OPEN_BUTTON, "n_clicks"),
+            Input(ids.OPEN_PATH, "n_submit"),
+            State(ids.OPEN_PATH, "value"),
+            State(ids.SESSION, "data"),
+            State(ids.SESSION_DATASETS, "data"),
+            prevent_initial_call=True,
+        )
+        def _open(n_clicks, n_submit, text, session, held):
+            return handle_open(state, text, session, held)
+
+
 def _lower_priority() -> None:
     try:
         os.nice(5)
@@ -884,6 +1035,7 @@ def register_callbacks(app, state: AppState | None = None) -> None:
     """
     state = state or app.server.config["PSMD_STATE"]
     _register_settings(app, state)
+    _register_data(app, state)
     _register_work(app, state)
     _register_views(app, state)
     _register_clicks(app, state)

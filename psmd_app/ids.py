@@ -13,6 +13,9 @@ EMBEDDING_STORE = "embedding-store"
 # Result key of the plan last drawn: the unit map redraws after the plan.
 PLAN_DRAWN = "plan-drawn"
 SELECTED_UNIT = "selected-unit-store"
+# This browser tab's secret token and the datasets it uploaded or opened.
+SESSION = "session-store"
+SESSION_DATASETS = "session-datasets-store"
 
 # Controls.
 DATASET = "dataset-select"
@@ -25,6 +28,10 @@ REG = "reg-input"
 UNMATCHED = "unmatched-slider"
 UNMATCHED_LABEL = "unmatched-label"
 DATASET_DESCRIPTION = "dataset-description"
+UPLOAD = "upload-data"
+UPLOAD_NOTE = "upload-note"
+OPEN_PATH = "open-path-input"
+OPEN_BUTTON = "open-path-button"
 
 # Views.
 PLAN_HEATMAP = "plan-heatmap"

@@ -7,6 +7,7 @@ the dataset catalogue as plain values so it can be tested on its own.
 from __future__ import annotations
 
 import functools
+import secrets
 from importlib import resources
 
 from dash import dcc, html
@@ -119,6 +120,7 @@ def controls(datasets: list[dict], default: dict) -> html.Aside:
             html.P(
                 default["description"], id=ids.DATASET_DESCRIPTION, className="note"
             ),
+            your_data_panel(default.get("max_upload_mb", 0), default.get("data_dir")),
             _labelled(
                 "Layer or region",
                 dcc.Dropdown(
@@ -190,6 +192,64 @@ def _progress_row(label: str, bar_id: str, text_id: str, cancel_id: str, busy_id
         className="progress-row",
         style={"display": "none"},
     )
+
+
+def your_data_panel(max_upload_mb: float, data_dir: str | None) -> html.Div:
+    """Upload a pair, or open one from the server's data folder.
+
+    Parameters
+    ----------
+    max_upload_mb : float
+        Upload limit shown to the user; 0 hides the upload.
+    data_dir : str or None
+        Shown when the server was given a data folder (``--data-dir``).
+    """
+    parts = [html.Label("Your data", className="control-label")]
+    if max_upload_mb > 0:
+        parts += [
+            dcc.Upload(
+                html.Div(
+                    [
+                        "Drop or ",
+                        html.A("choose", className="link"),
+                        " a pair file (.npz with X, Y) or two files X and Y",
+                    ]
+                ),
+                id=ids.UPLOAD,
+                multiple=True,
+                className="upload",
+            ),
+            html.P(
+                f"Up to {max_upload_mb:g} MB. Rows = stimuli, columns = units; "
+                "two files are taken in name order (first = X). Formats: .npy, "
+                ".npz, .mat, .h5, .csv, .tsv, .parquet, .pt. Your data stay on "
+                "this server, visible to this browser tab only.",
+                id=ids.UPLOAD_NOTE,
+                className="note",
+            ),
+        ]
+    if data_dir:
+        parts += [
+            html.Div(
+                [
+                    dcc.Input(
+                        id=ids.OPEN_PATH,
+                        type="text",
+                        placeholder="X.npy Y.npy, or pair.npz",
+                        debounce=False,
+                        className="text-input",
+                    ),
+                    html.Button("Open", id=ids.OPEN_BUTTON, className="button"),
+                ],
+                className="button-row",
+            ),
+            html.P(
+                "Paths inside the server's data folder; nothing outside it "
+                "can be opened.",
+                className="note",
+            ),
+        ]
+    return html.Div(parts, className="control")
 
 
 def background_panel() -> html.Div:
@@ -342,6 +402,11 @@ def stores() -> list:
         dcc.Store(id=ids.EMBEDDING_STORE),
         dcc.Store(id=ids.PLAN_DRAWN),
         dcc.Store(id=ids.SELECTED_UNIT),
+        # A fresh secret per tab; session storage keeps it across reloads.
+        dcc.Store(
+            id=ids.SESSION, storage_type="session", data=secrets.token_urlsafe(18)
+        ),
+        dcc.Store(id=ids.SESSION_DATASETS, storage_type="session", data=[]),
     ]
 
 

@@ -136,6 +136,10 @@ class AppState:
         Spawned UMAP worker; None fits UMAP in the calling process.
     embedder : callable or None
         Replaces UMAP (features -> coords), e.g. in tests.
+    data_folder : psmd_app.data.DataFolder or None
+        The folder browsers may open files from (``--data-dir``).
+    max_upload_bytes : int, default=200 MB
+        Largest upload accepted; 0 turns uploads off.
     """
 
     def __init__(
@@ -147,10 +151,14 @@ class AppState:
         device: str = "auto",
         embedding_worker: worker.EmbeddingWorker | None = None,
         embedder: Callable[[np.ndarray], np.ndarray] | None = None,
+        data_folder=None,
+        max_upload_bytes: int = 200_000_000,
     ) -> None:
         import diskcache
 
         self.catalog = catalog
+        self.data_folder = data_folder
+        self.max_upload_bytes = int(max_upload_bytes)
         self.default_dataset = default_dataset
         self.device_option = device
         self.cache_dir = Path(cache_dir)

@@ -249,10 +249,18 @@ def _choose(path: Path, names: list[str], key: str | None, what: str) -> str:
 def _read_npy(path: Path, key: str | None) -> Loaded:
     if key is not None:
         raise PSMDInputError(f"{path}: a .npy file holds one array; drop the key.")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        if magic[:1] == b"\x80":
+            _refuse_pickle(path)
+        raise PSMDInputError(f"{path}: not a readable .npy file (no NumPy header).")
     return Loaded(np.load(path, allow_pickle=False), source=str(path))
 
 
 def _read_npz(path: Path, key: str | None) -> Loaded:
+    if not zipfile.is_zipfile(path):
+        raise PSMDInputError(f"{path}: not a readable .npz file (not a zip archive).")
     with np.load(path, allow_pickle=False) as z:
         name = _choose(path, list(z.files), key, "array")
         return Loaded(z[name], source=f"{path}[{name}]")

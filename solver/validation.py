@@ -9,6 +9,7 @@ excluded later, with a warning, by :func:`solver.preprocessing.prepare`.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -296,6 +297,8 @@ def _read_pair_npz(path) -> dict:
     from solver import io
 
     io._check_file(path)
+    if not zipfile.is_zipfile(path):
+        raise PSMDInputError(f"{path}: not a readable .npz file (not a zip archive).")
     out = {}
     try:
         with np.load(path, allow_pickle=False) as z:
