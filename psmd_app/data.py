@@ -501,7 +501,8 @@ class DataFolder:
             raise PSMDInputError("no path given; name a file inside the data folder.")
         if "\x00" in text or Path(text).is_absolute() or text.startswith("~"):
             raise PSMDInputError(
-                f"{text!r}: only paths relative to the data folder are allowed."
+                "only paths relative to the data folder are allowed (no leading "
+                "/ or ~)."
             )
         target = (self.root / text).resolve()
         if not target.is_relative_to(self.root):

@@ -70,7 +70,8 @@ def _bad_npz(tmp_path, **arrays):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: _pair(p, n_stimuli=(60, 50)), "X.npy has 60 stimuli (rows) and Y.npy has 50"),
+        (lambda p: _pair(p, n_stimuli=(60, 50)),
+         "X.npy has 60 stimuli (rows) and Y.npy has 50"),
         (lambda p: [str(p / "missing.npy"), str(p / "Y.npy")], "no such file"),
         (lambda p: _pair(p)[:1], "give two files (X then Y) or one .npz pair file"),
         (lambda p: _bad_npz(p, X=np.ones((5, 3))), "no array named 'Y'"),
