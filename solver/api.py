@@ -310,8 +310,32 @@ class PartialSoftMatching:
         self.reg = reg
         self.device = device
 
+    _PARAMS = ("unmatched", "mass", "cost", "method", "reg", "device")
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters (scikit-learn convention; ``clone`` works)."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params) -> PartialSoftMatching:
+        """Set constructor parameters; unknown names are refused."""
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise PSMDInputError(
+                    f"{name!r} is not a parameter; allowed: {', '.join(self._PARAMS)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"PartialSoftMatching({args})"
+
     def fit(self, X, Y) -> PartialSoftMatching:
-        """Solve for the plan on (X, Y) and store it."""
+        """Solve for the plan on (X, Y) and store it; returns ``self``.
+
+        Parameters are checked here, not in ``__init__`` (scikit-learn's
+        convention), so ``set_params`` and ``clone`` behave.
+        """
         c = compare(
             X,
             Y,

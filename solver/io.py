@@ -306,7 +306,7 @@ def _h5py():
         import h5py
     except ImportError:
         raise PSMDInputError(
-            "reading HDF5 and .mat v7.3 files needs h5py: pip install 'psmd[io]'."
+            "reading HDF5 and .mat v7.3 files needs h5py: pip install h5py."
         ) from None
     return h5py
 
@@ -409,7 +409,7 @@ def _read_parquet(path: Path, key: str | None) -> Loaded:
         import pyarrow.parquet as pq
     except ImportError:
         raise PSMDInputError(
-            "reading Parquet files needs pyarrow: pip install 'psmd[io]'."
+            "reading Parquet files needs pyarrow: pip install pyarrow."
         ) from None
     try:
         table = pq.read_table(path)
@@ -557,7 +557,7 @@ def load_nifti(path: str | Path, mask: str | Path | None) -> Loaded:
         import nibabel as nib
     except ImportError:
         raise PSMDInputError(
-            "reading NIfTI files needs nibabel: pip install 'psmd[io]'."
+            "reading NIfTI files needs nibabel: pip install nibabel."
         ) from None
     images = []
     for p in (path, mask):

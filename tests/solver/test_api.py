@@ -79,3 +79,23 @@ def test_sinkhorn_method_close_to_exact(rng):
     assert ent.result.transport_cost == pytest.approx(
         exact.result.transport_cost, rel=0.05
     )
+
+
+def test_fit_score_follows_scikit_learn_conventions(rng):
+    from sklearn.base import clone
+
+    from solver.api import PartialSoftMatching
+
+    X = rng.normal(size=(120, 8))
+    Y = X + 0.2 * rng.normal(size=(120, 8))
+    m = PartialSoftMatching(unmatched=0.2)
+    assert m.get_params()["unmatched"] == 0.2 and not hasattr(m, "plan_")
+    assert m.fit(X[:80], Y[:80]) is m
+    held_out = m.score(X[80:], Y[80:])
+    assert 0.8 < held_out <= 1.0
+    twin = clone(m).set_params(unmatched=0.5)
+    assert twin.get_params()["unmatched"] == 0.5 and not hasattr(twin, "plan_")
+    assert twin.fit_score(X, Y) >= m.fit_score(X, Y) - 1e-12  # fewer, better pairs
+    assert "unmatched=0.5" in repr(twin)
+    with pytest.raises(PSMDInputError, match="'eps' is not a parameter"):
+        m.set_params(eps=0.1)
