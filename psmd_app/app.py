@@ -306,8 +306,15 @@ def _own_data(args):
         if not args.images or not args.layer:
             raise PSMDInputError("--models needs --images and --layer.")
 
+        shown = set()
+
         def progress(done: int, total: int) -> None:
-            logger.info("activations: %d/%d images", done, total)
+            tenth = 10 * done // total
+            if tenth not in shown:  # about ten lines per model
+                shown.add(tenth)
+                logger.info("activations: %d/%d images", done, total)
+            if done == total:
+                shown.clear()
 
         pair = pair_from_models(
             *args.models,

@@ -201,8 +201,15 @@ def _activations(args) -> dict:
     images = load_images(args.images)
     layers = (args.layer, args.layer_y or args.layer)
 
+    shown = set()
+
     def progress(done: int, total: int) -> None:
-        print(f"psmd: {done}/{total} images", file=sys.stderr, flush=True)
+        tenth = 10 * done // total
+        if tenth not in shown:  # about ten lines per model
+            shown.add(tenth)
+            print(f"psmd: {done}/{total} images", file=sys.stderr, flush=True)
+        if done == total:
+            shown.clear()
 
     acts = []
     for model, layer, tag in zip(models, layers, ("X", "Y"), strict=True):

@@ -136,3 +136,35 @@ def test_parser_defaults():
     assert (args.host, args.port, args.sample, args.data) == (
         "127.0.0.1", 8050, None, None
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "a.pt", "b.pt"], "--models needs --images and --layer"),
+        (["--models", "a.pt", "b.pt", "--data", "x.npz"], "give --data or --models"),
+        (["--max-upload-mb", "-1"], "--max-upload-mb must be >= 0"),
+        (["--data-dir", "/nonexistent/folder"], "not a folder"),
+    ],
+    ids=["models-incomplete", "models-and-data", "upload-cap", "data-dir"],
+)
+def test_bad_options_are_one_line_usage_errors(capsys, tmp_path, args, message):
+    status = app_module.main([*args, "--cache-dir", str(tmp_path / "c"), "--no-worker"])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
+def test_models_mode_opens_the_shipped_digit_cnns(tmp_path):
+    from sample_data import DATA_DIR
+
+    args = app_module._parser().parse_args(
+        ["--models", str(DATA_DIR / "digits-cnn" / "model_a.pt"),
+         str(DATA_DIR / "digits-cnn" / "model_b.pt"), "--arch", "digits-cnn",
+         "--layer", "bn2", "--rectify",
+         "--images", str(DATA_DIR / "digits-cnn" / "activations.npz")]
+    )  # fmt: skip
+    app = app_module.create_app(
+        data=app_module._own_data(args), samples=[], cache_dir=tmp_path / "c"
+    )
+    info = app.server.config["PSMD_STATE"].catalog.info("own")
+    assert info.sizes["all units"] == (64, 64) and info.has_images
