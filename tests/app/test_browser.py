@@ -198,5 +198,53 @@ def test_bookmarked_address_opens_the_same_view(server, page):
     assert page.console_errors == []
 
 
+def test_upload_in_one_tab_is_not_listed_in_another(server, page, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 9))
+    np.savez(tmp_path / "mine.npz", X=X, Y=X[:, ::-1] + 0.1 * rng.normal(size=(60, 9)))
+    np.save(tmp_path / "X.npy", np.ones((5, 3)))
+    np.save(tmp_path / "Y.npy", np.ones((4, 3)))
+    page.goto(server)
+    page.wait_for_function(
+        f"() => ({FIGURE_STATE})('plan-heatmap')?.type === 'heatmap'", timeout=20_000
+    )
+    page.set_input_files("#upload-data input[type=file]", str(tmp_path / "mine.npz"))
+    page.wait_for_function(
+        "() => document.querySelector('#dataset-select').innerText"
+        ".includes('Upload: mine.npz')",
+        timeout=20_000,
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#dataset-description').innerText"
+        ".includes('9 units of X and 9 of Y over 60 stimuli')",
+        timeout=20_000,
+    )
+    page.wait_for_function("() => location.search.includes('dataset=user-')")
+    # A bad pair of files: one line in the alert bar, the view stays.
+    page.set_input_files(
+        "#upload-data input[type=file]",
+        [str(tmp_path / "X.npy"), str(tmp_path / "Y.npy")],
+    )
+    page.wait_for_function(
+        "() => !document.querySelector('#alert').hidden &&"
+        " document.querySelector('#alert-text').innerText.includes('has 5 stimuli')",
+        timeout=20_000,
+    )
+    assert "Upload: mine.npz" in page.inner_text("#dataset-select")
+    assert page.console_errors == []
+    # Another browser context is another session: the upload is not offered.
+    other = page.context.browser.new_context().new_page()
+    other.goto(server)
+    other.wait_for_function(
+        f"() => ({FIGURE_STATE})('plan-heatmap')?.type === 'heatmap'", timeout=20_000
+    )
+    other.click("#dataset-select")
+    options = other.inner_text("body")
+    assert "Upload: mine.npz" not in options and "fMRI" in options
+    other.close()
+
+
 def test_chromium_was_not_downloaded():
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
