@@ -152,9 +152,10 @@ def _figure(results: dict, path: Path) -> Path:
     ax = axes[0, 0]
     for k, kind in enumerate(kinds):
         frac = [results["aggregate"][kind]["fraction_picking_a"][c] for c in CRITERIA]
-        ax.bar(
-            np.arange(4) + 0.4 * k - 0.2, frac, width=0.4, label=kind.replace("_", "-")
-        )
+        x = np.arange(4) + 0.4 * k - 0.2
+        ax.bar(x, frac, width=0.4, label=kind.replace("_", "-"))
+        for xi, f in zip(x, frac, strict=True):
+            ax.text(xi, f + 0.01, f"{f:.2f}", ha="center", fontsize=8)
     ax.axhline(0.5, color="k", lw=0.8, ls=":")
     ax.set_xticks(np.arange(4), labels)
     ax.set(ylabel="fraction of seeds picking Y_a (right)", ylim=(0, 1.05))
