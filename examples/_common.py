@@ -125,7 +125,8 @@ def versions() -> dict:
 def plain(obj):
     """Turn numpy scalars and arrays inside ``obj`` into JSON-ready values.
 
-    Non-finite floats become None, so the file is strict JSON.
+    Floats keep 7 significant digits (more than any number here is known
+    to); non-finite ones become None, so the file is strict JSON.
     """
     if isinstance(obj, dict):
         return {str(k): plain(v) for k, v in obj.items()}
@@ -138,7 +139,7 @@ def plain(obj):
     if isinstance(obj, (int, np.integer)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
+        return float(f"{obj:.7g}") if np.isfinite(obj) else None
     return obj
 
 
