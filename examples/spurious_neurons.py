@@ -273,13 +273,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20, help="number of seeds")
     parser.add_argument("--stimuli", type=int, default=1000)
+    parser.add_argument("--signal", type=int, default=100, help="signal units")
+    parser.add_argument("--noise-x", type=int, default=20, help="noise units of X")
+    parser.add_argument("--noise-y", type=int, default=90, help="noise units of Y")
     parser.add_argument("--cv-folds", type=int, default=5)
     _common.out_dir_argument(parser, NAME)
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         res = run(
-            args.seeds, n_stimuli=args.stimuli, cv_folds=args.cv_folds, out_dir=args.out
+            args.seeds,
+            n_signal=args.signal,
+            n_noise_x=args.noise_x,
+            n_noise_y=args.noise_y,
+            n_stimuli=args.stimuli,
+            cv_folds=args.cv_folds,
+            out_dir=args.out,
         )
     agg = res["aggregate"]
     print(
