@@ -133,8 +133,12 @@ def create_app(
             "data folder %s: %d pair files listed", folder.root, len(first) - bool(data)
         )
     catalog = Catalog.from_samples(samples, first=first)
+    if not catalog.names:
+        raise PSMDInputError("no datasets to show: give --data, --data-dir or samples.")
     if sample is None:
         sample = OWN_DATASET if data else DEFAULT_SAMPLE
+        if sample not in catalog.names:
+            sample = catalog.names[0]
     if sample not in catalog.names:
         raise PSMDInputError(
             f"sample {sample!r} is not known; allowed: {', '.join(catalog.names)}."

@@ -186,3 +186,27 @@ def test_app_opens_each_pair_file(name, request):
             for key in ("names_x", "names_y"):
                 if key in npz.files:
                     assert npz[key].dtype.kind == "U"
+
+
+def test_the_app_lists_example_pair_files_from_a_data_folder(tmp_path):
+    """A teacher's `psmd-app --data-dir examples/_out`: each pair is a dataset."""
+    import numpy as np
+
+    from psmd_app.app import create_app
+
+    folder = tmp_path / "_out" / "fmri_sim"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez_compressed(
+        folder / "pair_V1-like.npz",
+        X=rng.normal(size=(30, 5)),
+        Y=rng.normal(size=(30, 4)),
+        coords_x=rng.normal(size=(5, 3)),
+        coords_y=rng.normal(size=(4, 3)),
+        names_x=np.array([f"v{i}" for i in range(5)]),
+    )
+    app = create_app(samples=[], data_dir=tmp_path / "_out", cache_dir=tmp_path / "c")
+    catalog = app.server.config["PSMD_STATE"].catalog
+    assert catalog.names == ["folder:fmri_sim/pair_V1-like.npz"]
+    info = catalog.info(catalog.names[0])
+    assert info.has_coords and info.sizes["all units"] == (5, 4)
