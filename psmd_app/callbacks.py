@@ -299,7 +299,28 @@ def method_availability(state: AppState, problem_store: dict):
     sizes = f"This view: {problem.n_x} × {problem.n_y} units."
     rule = f"Exact is allowed up to {EXACT_MAX_UNITS} units per side"
     note = f"{sizes} {rule}{'.' if ok else ', so only Sinkhorn is offered.'}"
-    return method_options(ok), note
+    excluded = exclusion_notice(problem)
+    return method_options(ok), f"{note} {excluded}".strip()
+
+
+def exclusion_notice(problem) -> str:
+    """One sentence on units left out as degenerate, or "" when none were."""
+    p = problem.prepared
+    if not (p.excluded_x or p.excluded_y):
+        return ""
+    parts = []
+    for excluded, name in (
+        (p.excluded_x, problem.names[0]),
+        (p.excluded_y, problem.names[1]),
+    ):
+        shown = ", ".join(str(e.index) for e in excluded[:8])
+        more = ", ..." if len(excluded) > 8 else ""
+        columns = f" (columns {shown}{more})" if excluded else ""
+        parts.append(f"{len(excluded)} unit(s) of {name}{columns}")
+    return (
+        "Excluded as constant or non-finite, not counted as unmatched: "
+        f"{parts[0]} and {parts[1]}."
+    )
 
 
 # ---------------------------------------------------------------- solving
@@ -755,7 +776,14 @@ def _register_settings(app, state: AppState) -> None:
         prevent_initial_call=True,
     )
     def _methods(problem_store):
-        return method_availability(state, problem_store)
+        options, note = method_availability(state, problem_store)
+        problem = state.problem(
+            problem_store["dataset"], problem_store["view"], problem_store["cost"]
+        )
+        excluded = exclusion_notice(problem)
+        if excluded:
+            show_notice(excluded)
+        return options, note
 
     app.clientside_callback(
         "function(v) { return 'Unmatched mass \u03b5 = ' + Number(v).toFixed(2); }",

@@ -312,3 +312,16 @@ def test_notebook_show_serves_arrays_in_memory(tmp_path):
         psmd_app.show(np.ones(5), Y, run=False)
     with pytest.raises(PSMDInputError, match="mode='window' is not allowed"):
         psmd_app.show(X, Y, mode="window", run=False)
+
+
+def test_constant_units_in_an_upload_are_excluded_with_a_notice(app):
+    state = _state(app)
+    X, Y = _pair(7)
+    Y[:, 3] = 2.0
+    _, name, _ = cb.handle_upload(
+        state, ["c.npz"], [_data_url(_npz_bytes(X=X, Y=Y))], "t", []
+    )
+    store = {"dataset": name, "view": "all units", "cost": "correlation"}
+    _, note = cb.method_availability(state, store)
+    assert "1 unit(s) of Y (columns 3)" in note and "not counted as unmatched" in note
+    assert state.problem(name, "all units", "correlation").n_y == 6
