@@ -985,6 +985,8 @@ class PairRef:
     pair_hash : str
     npz, json : Path
         Result files (the npz exists only for ``ok`` pairs).
+    row : dict
+        The pair's row of the table (all its numbers and provenance).
     """
 
     name: str
@@ -999,6 +1001,7 @@ class PairRef:
     pair_hash: str
     npz: Path
     json: Path
+    row: dict = field(default_factory=dict, repr=False)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Load the pair's two matrices through :func:`solver.io.load_matrix`."""
@@ -1150,6 +1153,7 @@ class BatchTable:
             pair_hash=r["pair_hash"],
             npz=pairs / f"{r['pair_hash']}.npz",
             json=pairs / f"{r['pair_hash']}.json",
+            row=r.to_dict(),
         )
 
     def pair_at(
