@@ -291,6 +291,7 @@ def compute_pair(task: PairTask, device: str | None = None) -> tuple[dict, dict]
         )
         arrays = {}
     record["wall_time_s"] = time.perf_counter() - start
+    record["worker"] = "serial"  # a Dask task puts its worker's address here
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return record, arrays
 
@@ -858,6 +859,7 @@ def _lost(task: PairTask, err: Exception) -> dict:
         "error": f"{type(err).__name__}: {first}".rstrip(": "),
         "warnings": [],
         "wall_time_s": None,
+        "worker": None,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
