@@ -145,7 +145,8 @@ def main(argv=None) -> None:
 
     timing = ("wall_time_s", "finished_at", "worker")
     cols = [c for c in ref.table.columns if c not in timing]
-    same = ref.table[cols].equals(dask_report.table[cols])
+    differ = [c for c in cols if not ref.table[c].equals(dask_report.table[c])]
+    same = "yes" if not differ else "no, they differ in " + ", ".join(differ)
     per_pair = ref.table["wall_time_s"]
     s_med, d_med = statistics.median(serial_warm), statistics.median(warm)
     lines += [

@@ -319,6 +319,16 @@ def _provenance(task: PairTask) -> dict:
 
 
 def _compute(task: PairTask, device: str | None) -> tuple[dict, dict]:
+    from threadpoolctl import threadpool_limits
+
+    # Multi-threaded BLAS sums the cost's dot products in an order that
+    # depends on the thread count, which moves the last bits; Dask workers
+    # run one thread each, so every pair does, wherever it runs.
+    with threadpool_limits(limits=1):
+        return _compute_pair(task, device)
+
+
+def _compute_pair(task: PairTask, device: str | None) -> tuple[dict, dict]:
     from solver.io import load_matrix
     from solver.preprocessing import prepare
 

@@ -369,15 +369,21 @@ def test_cluster_plan_logic():
     assert batch.task_resources(cpu, [{"GPU": 1}]) == {}
 
 
-def test_serial_and_local_cluster_identical(data):
+def test_serial_and_local_cluster_identical(data, rng):
+    # One pair large enough for multi-threaded BLAS in this process (the cost
+    # then differed in the last bits from the one-thread workers).
+    X, Y = _pair(rng, n_stimuli=500, n_shared=150, n_x=300, n_y=300)
+    np.save(data / "big_x.npy", X)
+    np.save(data / "big_y.npy", Y)
     m = _yaml(data / "m.yaml", "defaults: {masses: [0.7]}\n"
+              "pairs: [{x: big_x.npy, y: big_y.npy}]\n"
               "x: [a0.npy, a1.npy, a2.npy]\ny: [b0.npy, b1.npy]\n")  # fmt: skip
     serial = run_batch(m, data / "serial", scheduler="serial")
     events = []
     local = run_batch(m, data / "local", n_workers=2, progress=events.append)
     assert local.scheduler == "local (2 workers)"
     assert events[0].kind == "start" and events[0].dashboard
-    assert [e.kind for e in events].count("pair") == 6
+    assert [e.kind for e in events].count("pair") == 7
     assert _numbers(local.table).equals(_numbers(serial.table))
     assert local.table["worker"].str.startswith("tcp://127.0.0.1:").all()
     for h in serial.table["pair_hash"]:
