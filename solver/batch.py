@@ -25,6 +25,7 @@ transport cost λ(s), the raw score 1 − λ and the normalized score 1 − λ/s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ import tempfile
 import time
 import traceback
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -296,6 +298,7 @@ def compute_pair(task: PairTask, device: str | None = None) -> tuple[dict, dict]
     return record, arrays
 
 
+@functools.cache
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -318,13 +321,19 @@ def _provenance(task: PairTask) -> dict:
     }
 
 
-def _compute(task: PairTask, device: str | None) -> tuple[dict, dict]:
-    from threadpoolctl import threadpool_limits
+@functools.cache
+def _threadpools():
+    """The process's BLAS/OpenMP pools (inspecting them takes milliseconds)."""
+    from threadpoolctl import ThreadpoolController
 
+    return ThreadpoolController()
+
+
+def _compute(task: PairTask, device: str | None) -> tuple[dict, dict]:
     # Multi-threaded BLAS sums the cost's dot products in an order that
     # depends on the thread count, which moves the last bits; Dask workers
     # run one thread each, so every pair does, wherever it runs.
-    with threadpool_limits(limits=1):
+    with _threadpools().limit(limits=1):
         return _compute_pair(task, device)
 
 
@@ -503,13 +512,16 @@ def _arrays(p, grid, c: _Curve) -> dict:
 
 
 def _write_atomic(path: Path, write: Callable) -> None:
-    """Write through a temporary file in the same folder, then rename."""
+    """Write through a temporary file in the same folder, then rename.
+
+    A killed process leaves either the old file or the whole new one. There
+    is no fsync (slow on cluster file systems): a file torn by a machine
+    crash is detected when read and its pair computed again.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -540,7 +552,8 @@ def load_record(out_dir: Path, h: str) -> dict | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if record.get("status") == "ok" and not path.with_suffix(".npz").is_file():
+    npz = path.with_suffix(".npz")
+    if record.get("status") == "ok" and not (npz.is_file() and zipfile.is_zipfile(npz)):
         return None
     return record
 

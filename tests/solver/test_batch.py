@@ -245,9 +245,10 @@ def test_torn_files_are_recomputed(data):
     hashes = list(first.table["pair_hash"])
     (out / "pairs" / f"{hashes[0]}.json").write_text('{"status": "o')  # cut short
     (out / "pairs" / f"{hashes[1]}.npz").unlink()  # npz lost, json kept
+    (out / "pairs" / f"{hashes[2]}.npz").write_bytes(b"PK\x03\x04")  # torn npz
     (out / "pairs" / ".stale.json.tmp").write_text("x")  # a killed write
     again = run_batch(m, out, scheduler="serial")
-    assert (again.n_computed, again.n_ok) == (2, 6)
+    assert (again.n_computed, again.n_ok) == (3, 6)
     assert _numbers(again.table).equals(_numbers(first.table))
 
 
