@@ -597,7 +597,10 @@ def build_table(out_dir: str | Path, tasks: Sequence[PairTask]):
                 mass_cols[f"{key}_m{m}"] = (float(m), key)
         rows.append(row)
     table = pd.DataFrame(rows)
-    first = [c for c in FIRST_COLUMNS if c in table.columns]
+    for c in FIRST_COLUMNS:  # present even while every pair is pending
+        if c not in table.columns:
+            table[c] = None if c in ("error",) else np.nan
+    first = list(FIRST_COLUMNS)
     ordered = sorted(mass_cols, key=mass_cols.get)
     rest = [c for c in table.columns if c not in mass_cols and c not in first]
     return table[first + ordered + rest]
