@@ -715,6 +715,12 @@ def run_batch(
     Input files must be readable at the same paths by every worker; results
     travel back to this process, which alone writes the output folder. Run
     one batch per output folder at a time.
+
+    Examples
+    --------
+    >>> report = run_batch("pairs.yaml", "out", scheduler="serial")  # doctest: +SKIP
+    >>> report.n_ok, report.table_path  # doctest: +SKIP
+    (6, PosixPath('out/results.parquet'))
     """
     start = time.perf_counter()
     options = BatchOptions(solver=solver, device=device, reg=reg, n_points=n_points)
