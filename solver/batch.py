@@ -606,14 +606,18 @@ def build_table(out_dir: str | Path, tasks: Sequence[PairTask]):
     return table[first + ordered + rest]
 
 
-def write_table(out_dir: Path, table) -> Path:
-    """Write the table as Parquet atomically; return its path."""
+def _require_pyarrow() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         raise PSMDInputError(
             "writing results.parquet needs pyarrow; pip install 'psmd[batch]'."
         ) from None
+
+
+def write_table(out_dir: Path, table) -> Path:
+    """Write the table as Parquet atomically; return its path."""
+    _require_pyarrow()
     path = out_dir / TABLE_NAME
     _write_atomic(path, lambda fh: table.to_parquet(fh, index=False))
     return path
@@ -726,6 +730,16 @@ def run_batch(
     options = BatchOptions(solver=solver, device=device, reg=reg, n_points=n_points)
     if n_workers is not None and (isinstance(n_workers, bool) or n_workers < 1):
         raise PSMDInputError(f"n_workers={n_workers!r}; an integer >= 1 is allowed.")
+    if (
+        client is None
+        and scheduler not in ("serial", "local")
+        and "://" not in scheduler
+    ):
+        raise PSMDInputError(
+            f"scheduler {scheduler!r} is not known; allowed: serial, local, or a "
+            "scheduler address such as tcp://host:8786."
+        )
+    _require_pyarrow()
     specs = read_manifest(manifest) if isinstance(manifest, (str, Path)) else manifest
     out_dir = Path(out_dir)
     (out_dir / PAIRS_DIR).mkdir(parents=True, exist_ok=True)
@@ -733,7 +747,7 @@ def run_batch(
     _write_index(out_dir, tasks, options)
     todo, skipped = _pending(out_dir, tasks, retry_failed)
     notify = progress or (lambda event: None)
-    runner = _Runner(out_dir, len(todo), len(tasks) - len(todo), notify)
+    runner = _Runner(out_dir, len(todo), skipped, notify)
     if not todo:
         runner.start("none (every pair is finished)", None)
     elif client is None and scheduler == "serial":
@@ -897,11 +911,6 @@ def _lost(task: PairTask, err: Exception) -> dict:
 
 
 def _connect(Client, address: str):
-    if "://" not in address:
-        raise PSMDInputError(
-            f"scheduler {address!r} is not known; allowed: serial, local, or a "
-            "scheduler address such as tcp://host:8786."
-        )
     try:
         return Client(address, timeout="20s")
     except (OSError, TimeoutError) as err:

@@ -170,6 +170,9 @@ def test_missing_manifest_and_bad_options(data, capsys):
         run_batch(m, data / "o", n_points=5)
     with pytest.raises(PSMDInputError, match="scheduler 'cluster' is not known"):
         run_batch(m, data / "o", scheduler="cluster")
+    for extra in (["--workers", "0"], ["--points", "3"], ["--reg", "-1"]):
+        assert main(["batch", str(m), "--out", str(data / "o"), *extra]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------
