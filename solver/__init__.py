@@ -39,6 +39,9 @@ _LAZY = {
     "compare": "solver.api",
     "path": "solver.api",
     "PartialSoftMatching": "solver.api",
+    "read_manifest": "solver.manifest",
+    "run_batch": "solver.batch",
+    "read_batch": "solver.batch",
 }
 
 __all__ = sorted(_LAZY)

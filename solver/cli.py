@@ -4,7 +4,8 @@
 representations at one unmatched mass; ``psmd path X.npy Y.npy --json``
 solves the whole exact ε-path and reports rankings and the elbow;
 ``psmd activations A.pt B.pt --images DIR --layer L --out pair.npz`` reads one
-layer of two models on the same images (model mode). Inputs are read by
+layer of two models on the same images (model mode); ``psmd batch MANIFEST
+--out DIR`` compares many pairs (serially or on Dask). Inputs are read by
 :mod:`solver.io` and checked by :func:`solver.validation.load_pair`. Bad files
 or values print one line on stderr and exit with status 2.
 """
@@ -115,7 +116,118 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument(
         "-v", "--verbose", action="store_true", help="log progress on stderr"
     )
+    _batch_parser(sub)
     return parser
+
+
+def _batch_parser(sub) -> None:
+    b = sub.add_parser(
+        "batch",
+        help="many pairs from a manifest, serially or on Dask",
+        description="Compare every pair of a CSV or YAML manifest; results go to "
+        "OUT/results.parquet and OUT/pairs/. Finished pairs are skipped on a "
+        "rerun. Exit status 1 when some pair failed, 2 for a bad manifest.",
+    )
+    b.add_argument("manifest", help="CSV or YAML manifest of pairs")
+    b.add_argument("--out", required=True, help="output folder (created)")
+    b.add_argument(
+        "--scheduler",
+        default="local",
+        help="'local' (embedded Dask cluster, default), 'serial' (no Dask), "
+        "or a scheduler address such as tcp://host:8786",
+    )
+    b.add_argument("--workers", type=int, help="workers of the local cluster")
+    b.add_argument("--solver", choices=("exact", "sinkhorn"), default="exact")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda (sinkhorn)")
+    b.add_argument("--reg", type=float, help="entropic regularisation (sinkhorn)")
+    b.add_argument("--points", type=int, default=100, help="grid for the elbow")
+    b.add_argument(
+        "--retry-failed", action="store_true", help="recompute pairs that failed"
+    )
+    b.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    b.add_argument("--json", action="store_true", help="print a JSON summary")
+    b.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress on stderr"
+    )
+
+
+def _batch_progress(event) -> None:
+    """Print the run's progress on stderr: one line per finished pair."""
+    if event.kind == "start":
+        print(
+            f"psmd batch: {event.total} pair(s) to compute on {event.scheduler}, "
+            f"{event.skipped} already finished",
+            file=sys.stderr,
+        )
+        if event.dashboard:
+            print(f"psmd batch: dashboard: {event.dashboard}", file=sys.stderr)
+    elif event.kind == "pair":
+        detail = f"{event.wall_s:.3f} s" if event.wall_s is not None else ""
+        if event.error:
+            detail = event.error
+        width = len(str(event.total))
+        print(
+            f"[{event.done:>{width}}/{event.total}] {event.status:5} "
+            f"{event.name}  {detail}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _batch(args) -> int:
+    from solver.batch import run_batch
+
+    try:
+        # Dask logs every scheduler and worker event at INFO by default.
+        import distributed  # noqa: F401
+
+        logging.getLogger("distributed").setLevel(
+            logging.INFO if args.verbose else logging.WARNING
+        )
+    except ImportError:
+        pass
+    try:
+        report = run_batch(
+            args.manifest,
+            args.out,
+            solver=args.solver,
+            device=args.device,
+            reg=args.reg,
+            n_points=args.points,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            retry_failed=args.retry_failed,
+            progress=None if args.quiet else _batch_progress,
+        )
+    except PSMDInputError as err:
+        print(f"psmd: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            "psmd: interrupted; every finished pair is kept, rerun the same "
+            "command to compute the rest.",
+            file=sys.stderr,
+        )
+        return 130
+    summary = {
+        "pairs": report.n_pairs,
+        "ok": report.n_ok,
+        "failed": report.n_failed,
+        "computed": report.n_computed,
+        "skipped": report.n_skipped,
+        "table": str(report.table_path),
+        "scheduler": report.scheduler,
+        "wall_s": report.wall_s,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{report.n_pairs} pairs: {report.n_ok} ok, {report.n_failed} failed "
+            f"({report.n_computed} computed now, {report.n_skipped} already "
+            f"finished) in {report.wall_s:.1f} s\ntable: {report.table_path}"
+        )
+    return 1 if report.n_failed else 0
 
 
 def _load_pair(args):
@@ -298,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "batch":
+        return _batch(args)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
