@@ -57,6 +57,7 @@ def create_app(
     data=None,
     data_dir: str | Path | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    batch_dir: str | Path | None = None,
     device: str = "auto",
     cache_dir: str | Path | None = None,
     samples: list[str] | None = None,
@@ -80,6 +81,9 @@ def create_app(
         listed as datasets. Paths that lead outside it are refused.
     max_upload_mb : float, default=200
         Largest upload accepted (0 turns uploads off).
+    batch_dir : str or Path or None
+        A ``psmd batch`` output folder: its pair-by-pair distance matrix is
+        shown above the views, and a click on a cell opens that pair.
     device : str, default="auto"
         Device of the slider's solves in the server process ("auto", "cpu",
         "cuda", ...). Background work always runs on the CPU.
@@ -133,6 +137,14 @@ def create_app(
             "data folder %s: %d pair files listed", folder.root, len(first) - bool(data)
         )
     catalog = Catalog.from_samples(samples, first=first)
+    batch = None
+    if batch_dir is not None:
+        from solver.batch import read_batch
+
+        batch = read_batch(
+            batch_dir, refresh=not (Path(batch_dir) / "results.parquet").is_file()
+        )
+        logger.info("batch %s: %d pairs", batch_dir, len(batch.table))
     if not catalog.names:
         raise PSMDInputError("no datasets to show: give --data, --data-dir or samples.")
     if sample is None:
@@ -156,6 +168,7 @@ def create_app(
         embedder=embedder,
         data_folder=folder,
         max_upload_bytes=int(max_upload_mb * 1e6),
+        batch=batch,
     )
     infos = {name: catalog.info(name) for name in catalog.names}
     datasets = [{"label": info.title, "value": name} for name, info in infos.items()]
@@ -165,6 +178,7 @@ def create_app(
         "description": infos[sample].description,
         "max_upload_mb": max_upload_mb,
         "data_dir": None if folder is None else folder.root.name,
+        "batch_figure": None if batch is None else _batch_figure(batch),
     }
     manager = DiskcacheManager(diskcache.Cache(str(cache_dir / "jobs")))
     app = Dash(
@@ -182,6 +196,14 @@ def create_app(
     register_callbacks(app, state)
     logger.info("app ready: %d datasets, cache in %s", len(datasets), cache_dir)
     return app
+
+
+def _batch_figure(batch):
+    from psmd_app.figures import batch_heatmap
+
+    return batch_heatmap(
+        batch.matrix(), batch.names(), batch.table, title=str(batch.out_dir.name)
+    )
 
 
 def _limit_requests(app, max_upload_mb: float) -> None:
@@ -282,6 +304,11 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--pooling", choices=("mean", "center"), default="mean")
     models.add_argument(
         "--rectify", action="store_true", help="ReLU on the layer output"
+    )
+    parser.add_argument(
+        "--batch",
+        metavar="DIR",
+        help="a psmd batch output folder: its distance matrix, click a cell to open",
     )
     share = parser.add_argument_group("sharing")
     share.add_argument(
@@ -400,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             data=_own_data(args),
             data_dir=args.data_dir,
             max_upload_mb=args.max_upload_mb,
+            batch_dir=args.batch,
             device=args.device,
             cache_dir=cache_dir,
             start_worker=not args.no_worker,

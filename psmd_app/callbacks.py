@@ -227,6 +227,38 @@ def handle_open(state: AppState, text, session, held):
     )
 
 
+def handle_batch_click(state: AppState, click, session, held):
+    """A click on the batch heatmap → that pair as this tab's dataset.
+
+    Raises
+    ------
+    PSMDInputError
+        The cell has no pair, the pair failed or is unfinished, or its input
+        files cannot be read any more.
+    """
+    from solver.validation import check_pair
+
+    if state.batch is None or not click or not click.get("points"):
+        raise PreventUpdate
+    point = click["points"][0]
+    ref = state.batch.pair_at(str(point["y"]), str(point["x"]))
+    if ref.status != "ok":
+        raise PSMDInputError(
+            f"pair {ref.name} has status {ref.status}; only finished pairs open."
+        )
+    X, Y = ref.load()
+    pair = check_pair(
+        X,
+        Y,
+        labels=(Path(ref.x).name, Path(ref.y).name),
+        allow_nonfinite=True,
+    )
+    logger.info("batch pair %s opened", ref.name)
+    names = (ref.label_x, ref.label_y)
+    return _hold(state, pair, names, f"Batch: {ref.name}", f"{ref.x} and {ref.y}",
+                 session, held)  # fmt: skip
+
+
 def collect_settings(
     state: AppState,
     dataset,
@@ -820,6 +852,20 @@ def _register_data(app, state: AppState) -> None:
         )
         def _upload(contents, filenames, session, held):
             return handle_upload(state, filenames, contents, session, held)
+
+    if state.batch is not None:
+
+        @app.callback(
+            Output(ids.DATASET, "options", allow_duplicate=True),
+            Output(ids.DATASET, "value", allow_duplicate=True),
+            Output(ids.SESSION_DATASETS, "data", allow_duplicate=True),
+            Input(ids.BATCH_HEATMAP, "clickData"),
+            State(ids.SESSION, "data"),
+            State(ids.SESSION_DATASETS, "data"),
+            prevent_initial_call=True,
+        )
+        def _batch_click(click, session, held):
+            return handle_batch_click(state, click, session, held)
 
     if state.data_folder is not None:
 

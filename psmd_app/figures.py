@@ -77,6 +77,67 @@ def empty_figure(message: str) -> go.Figure:
     )
 
 
+# -------------------------------------------------------------------------- batch
+
+
+def batch_heatmap(matrix, names, table, *, title: str = "") -> go.Figure:
+    """Pair-by-pair distances of a batch run.
+
+    Parameters
+    ----------
+    matrix : pandas.DataFrame
+        Distance per cell, rows ``label_x``, columns ``label_y`` (NaN: none).
+    names : pandas.DataFrame
+        The pair name behind each cell (None where there is no pair).
+    table : pandas.DataFrame
+        The batch table (``name``, ``status``, ``elbow_mass``, scores).
+    """
+    rows = table.set_index("name") if "name" in table else None
+    hover = []
+    for lx in matrix.index:
+        line = []
+        for ly in matrix.columns:
+            name = names.loc[lx, ly]
+            if name is None or rows is None or name not in rows.index:
+                line.append(f"{lx} × {ly}: no pair")
+                continue
+            r = rows.loc[name]
+            if r.get("status") != "ok":
+                line.append(
+                    f"{name}: {r.get('status')} {str(r.get('error') or '')[:80]}"
+                )
+                continue
+            line.append(
+                f"{name}<br>elbow mass {r.get('elbow_mass', float('nan')):.3f}"
+                f"<br>normalized {r.get('elbow_normalized_score', float('nan')):.3f}"
+                f"<br>raw {r.get('elbow_raw_score', float('nan')):.3f}"
+            )
+        hover.append(line)
+    z = matrix.to_numpy(dtype=float)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[str(c) for c in matrix.columns],
+            y=[str(i) for i in matrix.index],
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            colorscale="Blues",
+            colorbar={"title": {"text": "1 − r̄"}, "thickness": 12},
+            xgap=1,
+            ygap=1,
+        )
+    )
+    fig.update_layout(
+        **_base_layout(
+            title={"text": title, "font": {"size": 13}},
+            xaxis={"title": "Y", "type": "category"},
+            yaxis={"title": "X", "type": "category", "autorange": "reversed"},
+            plot_bgcolor="#e5e5e5",
+        )
+    )
+    return fig
+
+
 # --------------------------------------------------------------------------- plan
 
 

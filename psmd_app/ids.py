@@ -34,6 +34,7 @@ OPEN_PATH = "open-path-input"
 OPEN_BUTTON = "open-path-button"
 
 # Views.
+BATCH_HEATMAP = "batch-heatmap"
 PLAN_HEATMAP = "plan-heatmap"
 RANKING_CURVE = "ranking-curve"
 ALIGNMENT_CURVE = "alignment-curve"

@@ -316,10 +316,29 @@ def graph(graph_id: str, message: str, height: int) -> dcc.Graph:
     )
 
 
-def views() -> html.Main:
-    """The grid of views."""
+def batch_card(figure) -> html.Section:
+    """The pair-by-pair distance matrix of a batch run (``--batch``)."""
+    return card(
+        "Batch: pair-by-pair distances",
+        [
+            dcc.Graph(
+                id=ids.BATCH_HEATMAP,
+                figure=figure,
+                config=GRAPH_CONFIG,
+                style={"height": "420px"},
+            )
+        ],
+        "batch",
+        class_name="plan-card",
+    )
+
+
+def views(batch_figure=None) -> html.Main:
+    """The grid of views (a batch card first when a batch is open)."""
+    extra = [] if batch_figure is None else [batch_card(batch_figure)]
     return html.Main(
         [
+            *extra,
             card(
                 "Transport plan",
                 [graph(ids.PLAN_HEATMAP, "solving…", 560)],
@@ -421,7 +440,8 @@ def build_layout(datasets: list[dict], default: dict) -> html.Div:
         ``dataset``, ``views`` and ``description`` of the dataset shown first.
     """
     return html.Div(
-        [*stores(), header(), html.Div([controls(datasets, default), views()],
-                                       className="page")],
+        [*stores(), header(),
+         html.Div([controls(datasets, default), views(default.get("batch_figure"))],
+                  className="page")],
         className="app",
     )  # fmt: skip

@@ -140,6 +140,8 @@ class AppState:
         The folder browsers may open files from (``--data-dir``).
     max_upload_bytes : int, default=200 MB
         Largest upload accepted; 0 turns uploads off.
+    batch : solver.batch.BatchTable or None
+        An opened ``psmd batch`` output folder (``--batch``).
     """
 
     def __init__(
@@ -153,12 +155,14 @@ class AppState:
         embedder: Callable[[np.ndarray], np.ndarray] | None = None,
         data_folder=None,
         max_upload_bytes: int = 200_000_000,
+        batch=None,
     ) -> None:
         import diskcache
 
         self.catalog = catalog
         self.data_folder = data_folder
         self.max_upload_bytes = int(max_upload_bytes)
+        self.batch = batch
         self.default_dataset = default_dataset
         self.device_option = device
         self.cache_dir = Path(cache_dir)

@@ -364,8 +364,10 @@ def test_layout_ids_are_unique_and_cover_the_callbacks(app):
     found = all_ids(app.layout())
     assert len(found) == len(set(found))
     names = [v for k, v in vars(ids).items() if k.isupper() and k != "HELP_PREFIX"]
-    # The unit view makes UNIT_TUNING; the open box needs a data folder.
-    assert set(names) - set(found) == {ids.UNIT_TUNING, ids.OPEN_PATH, ids.OPEN_BUTTON}
+    # The unit view makes UNIT_TUNING; the open box needs a data folder, the
+    # batch heatmap a batch folder.
+    optional = {ids.UNIT_TUNING, ids.OPEN_PATH, ids.OPEN_BUTTON, ids.BATCH_HEATMAP}
+    assert set(names) - set(found) == optional
     for component_id in found:
         assert component_id == component_id.lower() and " " not in component_id
 
