@@ -71,13 +71,14 @@ def wait_for_http(url: str, process, timeout: float = 45.0) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _serve(tmp_path_factory, *extra):
+    """Start ``python -m psmd_app`` on a free port; yield its address."""
     port = free_port()
     log = tmp_path_factory.mktemp("log") / "app.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cache = str(tmp_path_factory.mktemp("cache"))
     command = [sys.executable, "-m", "psmd_app", "--no-browser", "--port", str(port),
-               "--cache-dir", str(tmp_path_factory.mktemp("cache"))]  # fmt: skip
+               "--cache-dir", cache, *extra]  # fmt: skip
     with open(log, "w") as out:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -94,6 +95,11 @@ def server(tmp_path_factory):
             process.kill()
         if process.returncode not in (0, -15):
             sys.stderr.write(log.read_text())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from _serve(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +250,49 @@ def test_upload_in_one_tab_is_not_listed_in_another(server, page, tmp_path):
     options = other.inner_text("body")
     assert "Upload: mine.npz" not in options and "fMRI" in options
     other.close()
+
+
+@pytest.fixture(scope="module")
+def batch_server(tmp_path_factory):
+    import numpy as np
+
+    from solver.batch import run_batch
+
+    root = tmp_path_factory.mktemp("batch")
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(80, 12))
+    for name, noise in (("a", 0.1), ("b", 0.4), ("c", 0.9)):
+        np.save(root / f"{name}.npy", base + noise * rng.normal(size=(80, 12)))
+    rows = ["name,x,y,label_x,label_y"]
+    rows += [f"{x}-{y},{x}.npy,{y}.npy,{x},{y}" for x in "ab" for y in "bc"]
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
+    run_batch(root / "pairs.csv", root / "out", scheduler="serial")
+    yield from _serve(tmp_path_factory, "--batch", str(root / "out"), "--no-worker")
+
+
+def test_batch_matrix_click_opens_the_pair(batch_server, page):
+    page.goto(batch_server)
+    page.wait_for_function(
+        f"() => ({FIGURE_STATE})('batch-heatmap')?.type === 'heatmap'", timeout=20_000
+    )
+    page.wait_for_function(
+        f"() => ({FIGURE_STATE})('plan-heatmap')?.type === 'heatmap'", timeout=30_000
+    )
+    # Click the cell in row b, column c (lower right of the 2 x 2 grid).
+    box = page.locator("#batch-heatmap .xy .nsewdrag").bounding_box()
+    page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 0.75 * box["height"])
+    page.wait_for_function(
+        "() => document.querySelector('#dataset-select').innerText"
+        ".includes('Batch: b-c')",
+        timeout=20_000,
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#dataset-description').innerText"
+        ".includes('12 units of X and 12 of Y over 80 stimuli')",
+        timeout=20_000,
+    )
+    page.wait_for_function("() => location.search.includes('dataset=user-')")
+    assert page.console_errors == []
 
 
 def test_chromium_was_not_downloaded():
