@@ -332,20 +332,14 @@ def _own_data(args):
     if args.models and args.data:
         raise PSMDInputError("give --data or --models, not both.")
     if args.models:
-        from solver.models import pair_from_models
+        from solver.models import every_tenth, pair_from_models
 
         if not args.images or not args.layer:
             raise PSMDInputError("--models needs --images and --layer.")
 
-        shown = set()
-
+        @every_tenth
         def progress(done: int, total: int) -> None:
-            tenth = 10 * done // total
-            if tenth not in shown:  # about ten lines per model
-                shown.add(tenth)
-                logger.info("activations: %d/%d images", done, total)
-            if done == total:
-                shown.clear()
+            logger.info("activations: %d/%d images", done, total)
 
         pair = pair_from_models(
             *args.models,

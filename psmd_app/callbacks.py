@@ -838,50 +838,45 @@ def _register_data(app, state: AppState) -> None:
     def _options(held):
         return dataset_options(state, held)
 
+    # Each source of a tab's own dataset sets the same three outputs.
+    sources = []
     if state.max_upload_bytes > 0:
-
-        @app.callback(
-            Output(ids.DATASET, "options", allow_duplicate=True),
-            Output(ids.DATASET, "value", allow_duplicate=True),
-            Output(ids.SESSION_DATASETS, "data", allow_duplicate=True),
-            Input(ids.UPLOAD, "contents"),
-            State(ids.UPLOAD, "filename"),
-            State(ids.SESSION, "data"),
-            State(ids.SESSION_DATASETS, "data"),
-            prevent_initial_call=True,
+        sources.append(
+            (
+                [Input(ids.UPLOAD, "contents"), State(ids.UPLOAD, "filename")],
+                lambda contents, filenames, *tab: handle_upload(
+                    state, filenames, contents, *tab
+                ),
+            )
         )
-        def _upload(contents, filenames, session, held):
-            return handle_upload(state, filenames, contents, session, held)
-
     if state.batch is not None:
-
-        @app.callback(
-            Output(ids.DATASET, "options", allow_duplicate=True),
-            Output(ids.DATASET, "value", allow_duplicate=True),
-            Output(ids.SESSION_DATASETS, "data", allow_duplicate=True),
-            Input(ids.BATCH_HEATMAP, "clickData"),
-            State(ids.SESSION, "data"),
-            State(ids.SESSION_DATASETS, "data"),
-            prevent_initial_call=True,
+        sources.append(
+            (
+                [Input(ids.BATCH_HEATMAP, "clickData")],
+                lambda click, *tab: handle_batch_click(state, click, *tab),
+            )
         )
-        def _batch_click(click, session, held):
-            return handle_batch_click(state, click, session, held)
-
     if state.data_folder is not None:
-
-        @app.callback(
+        sources.append(
+            (
+                [
+                    Input(ids.OPEN_BUTTON, "n_clicks"),
+                    Input(ids.OPEN_PATH, "n_submit"),
+                    State(ids.OPEN_PATH, "value"),
+                ],
+                lambda _clicks, _submit, text, *tab: handle_open(state, text, *tab),
+            )
+        )
+    for dependencies, handler in sources:
+        app.callback(
             Output(ids.DATASET, "options", allow_duplicate=True),
             Output(ids.DATASET, "value", allow_duplicate=True),
             Output(ids.SESSION_DATASETS, "data", allow_duplicate=True),
-            Input(ids.OPEN_BUTTON, "n_clicks"),
-            Input(ids.OPEN_PATH, "n_submit"),
-            State(ids.OPEN_PATH, "value"),
+            *dependencies,
             State(ids.SESSION, "data"),
             State(ids.SESSION_DATASETS, "data"),
             prevent_initial_call=True,
-        )
-        def _open(n_clicks, n_submit, text, session, held):
-            return handle_open(state, text, session, held)
+        )(handler)
 
 
 def _lower_priority() -> None:

@@ -295,7 +295,12 @@ def _activations(args) -> dict:
     import numpy as np
 
     from solver.io import load_images
-    from solver.models import layer_names, load_model, model_activations
+    from solver.models import (
+        every_tenth,
+        layer_names,
+        load_model,
+        model_activations,
+    )
     from solver.validation import check_pair
 
     arch_y = args.arch_y or args.arch
@@ -313,15 +318,9 @@ def _activations(args) -> dict:
     images = load_images(args.images)
     layers = (args.layer, args.layer_y or args.layer)
 
-    shown = set()
-
+    @every_tenth
     def progress(done: int, total: int) -> None:
-        tenth = 10 * done // total
-        if tenth not in shown:  # about ten lines per model
-            shown.add(tenth)
-            print(f"psmd: {done}/{total} images", file=sys.stderr, flush=True)
-        if done == total:
-            shown.clear()
+        print(f"psmd: {done}/{total} images", file=sys.stderr, flush=True)
 
     acts = []
     for model, layer, tag in zip(models, layers, ("X", "Y"), strict=True):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,21 +189,8 @@ def load_representation(
         )
     if mask is not None:
         raise PSMDInputError(f"{path}: a mask applies to NIfTI files only.")
-    try:
+    with reading(path, suffix):
         loaded = readers[suffix](path, key)
-    except PSMDInputError:
-        raise
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise PSMDInputError(
-                f"{path}: holds Python objects (pickled data), which are never "
-                "loaded; save a plain numeric array."
-            ) from None
-        raise PSMDInputError(f"{path}: not a readable {suffix} file ({err}).") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as err:
-        raise PSMDInputError(
-            f"{path}: not a readable {suffix} file ({_short(err)})."
-        ) from None
     data = loaded.data
     if data.dtype == object or data.dtype.kind not in _NUMERIC_KINDS:
         raise PSMDInputError(
@@ -210,6 +198,28 @@ def load_representation(
             "a numeric (int or float) array is required."
         )
     return loaded
+
+
+@contextmanager
+def reading(path: Path, suffix: str):
+    """Turn a reader's exceptions into one-line :class:`PSMDInputError`."""
+    try:
+        yield
+    except PSMDInputError:
+        raise
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise PSMDInputError(
+                f"{path}: holds Python objects (pickled data), which are never "
+                "loaded; save plain numeric arrays (names as unicode strings)."
+            ) from None
+        raise PSMDInputError(
+            f"{path}: not a readable {suffix} file ({_short(err)})."
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as err:
+        raise PSMDInputError(
+            f"{path}: not a readable {suffix} file ({_short(err)})."
+        ) from None
 
 
 def _short(err: BaseException) -> str:

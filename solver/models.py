@@ -42,6 +42,21 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 BUILTIN_ARCHS = {"digits-cnn": "sample_data._cnn:DigitsCNN"}
 
 
+def every_tenth(report: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """Wrap a ``progress(done, total)`` callback to call it about ten times a run."""
+    shown: set = set()
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth not in shown:
+            shown.add(tenth)
+            report(done, total)
+        if done >= total:
+            shown.clear()  # the next model starts from zero
+
+    return progress
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:120] if text else type(err).__name__

@@ -300,30 +300,18 @@ def _read_pair_npz(path) -> dict:
     if not zipfile.is_zipfile(path):
         raise PSMDInputError(f"{path}: not a readable .npz file (not a zip archive).")
     out = {}
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            names = list(z.files)
-            for key in ("X", "Y"):
-                if key not in names:
-                    raise PSMDInputError(
-                        f"{path}: no array named {key!r} (present: "
-                        f"{', '.join(names) or 'none'}); a pair file holds arrays "
-                        "X and Y."
-                    )
-            for key in PAIR_KEYS:
-                if key in names:
-                    out[key] = z[key]
-    except PSMDInputError:
-        raise
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise PSMDInputError(
-                f"{path}: holds Python objects (pickled data), which are never "
-                "loaded; store names as unicode string arrays."
-            ) from None
-        raise PSMDInputError(f"{path}: not a readable .npz file ({err}).") from None
-    except (OSError, EOFError) as err:
-        raise PSMDInputError(f"{path}: not a readable .npz file ({err}).") from None
+    with io.reading(path, ".npz"), np.load(path, allow_pickle=False) as z:
+        names = list(z.files)
+        for key in ("X", "Y"):
+            if key not in names:
+                raise PSMDInputError(
+                    f"{path}: no array named {key!r} (present: "
+                    f"{', '.join(names) or 'none'}); a pair file holds arrays "
+                    "X and Y."
+                )
+        for key in PAIR_KEYS:
+            if key in names:
+                out[key] = z[key]
     for key in ("names_x", "names_y"):
         if key in out:
             if out[key].dtype.kind not in "US":
