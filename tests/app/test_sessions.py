@@ -325,3 +325,24 @@ def test_constant_units_in_an_upload_are_excluded_with_a_notice(app):
     _, note = cb.method_availability(state, store)
     assert "1 unit(s) of Y (columns 3)" in note and "not counted as unmatched" in note
     assert state.problem(name, "all units", "correlation").n_y == 6
+
+
+def test_notebook_show_uses_dash_jupyter_mode_inside_a_kernel(monkeypatch, tmp_path):
+    """In Jupyter, ``show`` hands over to Dash's inline display."""
+    import dash
+
+    import psmd_app
+    from psmd_app import notebook
+
+    X, Y = _pair(6)
+    app = psmd_app.show(X, Y, run=False, cache_dir=tmp_path)
+    seen = {}
+    monkeypatch.setattr(type(dash.jupyter_dash), "active", property(lambda self: True))
+    monkeypatch.setattr(app, "run", lambda **kw: seen.update(kw))
+    notebook.serve(app, mode="inline", port=8123, height=700)
+    assert seen == {
+        "jupyter_mode": "inline",
+        "host": "127.0.0.1",
+        "port": 8123,
+        "jupyter_height": 700,
+    }
