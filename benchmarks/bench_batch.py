@@ -180,11 +180,11 @@ def main(argv=None) -> None:
         + " s on 2 workers",
         f"- load average after the run: {load}",
         "",
-        "The machine has 2 cores, shared with other jobs while this ran: the two "
-        "workers, the scheduler and the driver in this process and the other jobs "
-        "all compete for them, which is why a pair takes longer inside a worker "
-        "than serially. Single numbers are noisy; a 2× speed-up needs 2 free cores "
-        "and a third for the scheduler.",
+        f"The machine has {os.cpu_count()} cores. The two workers, the scheduler "
+        "and the driver in this process (and any other job, see the load "
+        "averages) compete for them, which is why a pair takes longer inside a "
+        "worker than serially. Single numbers are noisy; a 2× speed-up needs 2 "
+        "free cores and a third for the scheduler.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
