@@ -170,12 +170,12 @@ def create_app(
         max_upload_bytes=int(max_upload_mb * 1e6),
         batch=batch,
     )
-    infos = {name: catalog.info(name) for name in catalog.names}
-    datasets = [{"label": info.title, "value": name} for name, info in infos.items()]
+    datasets = [{"label": catalog.title(name), "value": name} for name in catalog.names]
+    shown = catalog.info(sample)
     default = {
         "dataset": sample,
-        "views": list(infos[sample].views),
-        "description": infos[sample].description,
+        "views": list(shown.views),
+        "description": shown.description,
         "max_upload_mb": max_upload_mb,
         "data_dir": None if folder is None else folder.root.name,
         "batch_figure": None if batch is None else _batch_figure(batch),

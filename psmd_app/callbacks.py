@@ -123,7 +123,7 @@ def dataset_changed(state: AppState, dataset: str, view: str | None):
 def dataset_options(state: AppState, held: list | None) -> list[dict]:
     """Dropdown options: the shared datasets, then this tab's own ones."""
     options = [
-        {"label": state.catalog.info(name).title, "value": name}
+        {"label": state.catalog.title(name), "value": name}
         for name in state.catalog.names
     ]
     for entry in held or []:

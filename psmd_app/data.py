@@ -281,14 +281,28 @@ class Catalog:
                 )
             return self._infos[name]
 
-    def views(self) -> dict[str, tuple[str, ...]]:
-        """Every dataset name with its views (loads every shared dataset).
+    def _hint(self, name: str, what: str):
+        """What a loader declares without loading (``psmd_title``, ``psmd_views``)."""
+        if name in self._samples:
+            return None
+        return getattr(self._loaders.get(name), f"psmd_{what}", None)
 
-        User datasets are included while the server holds them.
+    def title(self, name: str) -> str:
+        """A dataset's title; from its loader's hint when not loaded yet."""
+        return self._hint(name, "title") or self.info(name).title
+
+    def views(self) -> dict[str, tuple[str, ...]]:
+        """Every dataset name with its views.
+
+        Datasets whose loader declares its views (data-folder pair files) are
+        not loaded for this; user datasets are included while held.
         """
         with self._lock:
             held = list(self._user)
-        return {name: self.info(name).views for name in [*self.names, *held]}
+        return {
+            name: tuple(self._hint(name, "views") or self.info(name).views)
+            for name in [*self.names, *held]
+        }
 
     def problem(self, dataset: str, view: str, cost: str) -> Problem:
         """Prepare (or fetch) one view of a dataset with one cost.
@@ -535,6 +549,8 @@ class DataFolder:
         """Loader of a pair file listed by :meth:`pair_files`."""
         path = self.resolve(relative)
 
+        title = f"Folder: {relative}"
+
         def load():
             from solver.validation import load_pair
 
@@ -542,10 +558,13 @@ class DataFolder:
             return pair_to_sample(
                 pair,
                 name=FOLDER_PREFIX + relative,
-                title=f"Folder: {relative}",
+                title=title,
                 description=_describe(pair, relative),
             )
 
+        # Listed without loading: a folder may hold many large pairs.
+        load.psmd_title = title
+        load.psmd_views = ("all units",)
         return load
 
 

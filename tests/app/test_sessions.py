@@ -346,3 +346,13 @@ def test_notebook_show_uses_dash_jupyter_mode_inside_a_kernel(monkeypatch, tmp_p
         "port": 8123,
         "jupyter_height": 700,
     }
+
+
+def test_data_folder_pairs_are_listed_without_loading(app):
+    state = _state(app)
+    name = "folder:lesson.npz"
+    options = cb.dataset_options(state, [])
+    assert {"label": "Folder: lesson.npz", "value": name} in options
+    assert state.catalog.views()[name] == ("all units",)
+    assert name not in state.catalog._samples  # loaded only when chosen
+    assert state.catalog.info(name).sizes["all units"] == (6, 7)
