@@ -683,23 +683,26 @@ def _images_from_folder(folder: Path) -> np.ndarray:
             f"{folder}: holds no image files; allowed: {', '.join(IMAGE_SUFFIXES)}."
         )
     frames = []
-    colour = False
+    size = None
     for p in files:
         try:
             with Image.open(p) as im:
-                im.load()
-                colour = colour or im.mode not in ("L", "1", "I", "I;16", "F")
-                frames.append(im.copy())
+                grey = im.mode in ("L", "1", "I", "I;16", "F")
+                small = im.convert("L" if grey else "RGB")
+                # Shrink at once: a folder of photographs must not sit in
+                # memory at full size.
+                if size is None:
+                    small.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+                    size = small.size
+                else:
+                    small = small.resize(size)
+                frames.append(small)
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
             raise PSMDInputError(
                 f"{p}: not a readable image ({_short(err)})."
             ) from None
-    mode = "RGB" if colour else "L"
-    first = frames[0].convert(mode)
-    first.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-    size = first.size
-    out = [np.asarray(f.convert(mode).resize(size)) for f in frames]
-    return np.stack(out).astype(np.uint8)
+    mode = "RGB" if any(f.mode == "RGB" for f in frames) else "L"
+    return np.stack([np.asarray(f.convert(mode)) for f in frames]).astype(np.uint8)
 
 
 def load_coords(path: str | Path, *, key: str | None = None) -> np.ndarray:
