@@ -71,8 +71,11 @@ def wait_for_http(url: str, process, timeout: float = 45.0) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def _serve(tmp_path_factory, *extra):
-    """Start ``python -m psmd_app`` on a free port; yield its address."""
+def _serve(tmp_path_factory, *extra, request=None):
+    """Start ``python -m psmd_app`` on a free port; yield its address.
+
+    The server's log is printed when a test of the module failed.
+    """
     port = free_port()
     log = tmp_path_factory.mktemp("log") / "app.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -93,13 +96,14 @@ def _serve(tmp_path_factory, *extra):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-        if process.returncode not in (0, -15):
-            sys.stderr.write(log.read_text())
+        failed = request is not None and request.session.testsfailed
+        if failed or process.returncode not in (0, -15):
+            sys.stderr.write(log.read_text()[-20_000:])
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from _serve(tmp_path_factory)
+def server(tmp_path_factory, request):
+    yield from _serve(tmp_path_factory, request=request)
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +133,11 @@ def test_slider_click_and_screenshot(server, page):
         f"() => ({FIGURE_STATE})('plan-heatmap')?.type === 'heatmap'", timeout=20_000
     )
     first_figure_s = time.time() - start
+    # The ε-curves come from a background job that, on a fresh install, waits
+    # for the exact-path compile while the UMAP worker compiles too: allow for
+    # a slow, shared CI machine (speed is measured in benchmarks/, not here).
     page.wait_for_function(
-        f"() => ({FIGURE_STATE})('ranking-curve')?.shapes.length > 0", timeout=90_000
+        f"() => ({FIGURE_STATE})('ranking-curve')?.shapes.length > 0", timeout=240_000
     )
     assert "eps=0.3" in page.url and "dataset=digits-cnn" in page.url
     before_plan = figure(page, "plan-heatmap")
@@ -253,7 +260,7 @@ def test_upload_in_one_tab_is_not_listed_in_another(server, page, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def batch_server(tmp_path_factory):
+def batch_server(tmp_path_factory, request):
     import numpy as np
 
     from solver.batch import run_batch
@@ -267,7 +274,9 @@ def batch_server(tmp_path_factory):
     rows += [f"{x}-{y},{x}.npy,{y}.npy,{x},{y}" for x in "ab" for y in "bc"]
     (root / "pairs.csv").write_text("\n".join(rows) + "\n")
     run_batch(root / "pairs.csv", root / "out", scheduler="serial")
-    yield from _serve(tmp_path_factory, "--batch", str(root / "out"), "--no-worker")
+    yield from _serve(
+        tmp_path_factory, "--batch", str(root / "out"), "--no-worker", request=request
+    )
 
 
 def test_batch_matrix_click_opens_the_pair(batch_server, page):
