@@ -70,10 +70,11 @@ class Prepared:
         return int(self.keep_y.size)
 
 
-def as_matrix(A, name: str) -> np.ndarray:
-    """Return ``A`` as a 2-D float64 array or raise a one-line error.
+def as_numeric(A, name: str) -> np.ndarray:
+    """Return ``A`` as a numeric numpy array (any shape) or raise a one-line error.
 
-    Object arrays are refused (they can hide arbitrary Python objects).
+    Torch tensors are copied to the CPU; object arrays are refused (they can
+    hide arbitrary Python objects), and so is text.
     """
     if hasattr(A, "detach"):  # a torch tensor
         A = A.detach().cpu().numpy()
@@ -86,6 +87,12 @@ def as_matrix(A, name: str) -> np.ndarray:
         raise PSMDInputError(
             f"{name} has dtype {A.dtype}; a numeric (int or float) array is required."
         )
+    return A
+
+
+def as_matrix(A, name: str) -> np.ndarray:
+    """Return ``A`` as a 2-D float64 array or raise a one-line error."""
+    A = as_numeric(A, name)
     if A.ndim != 2:
         raise PSMDInputError(
             f"{name} has {A.ndim} dimension(s) with shape {A.shape}; "

@@ -16,6 +16,7 @@ import numpy as np
 
 from solver.exceptions import PSMDInputError
 from solver.io import check_names
+from solver.preprocessing import as_numeric
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,17 +57,7 @@ def check_matrix(A, label: str, *, allow_nonfinite: bool = False) -> np.ndarray:
         Objects or text, not 2-D, empty, fewer than two stimuli or units,
         NaN or infinite values.
     """
-    if hasattr(A, "detach"):
-        A = A.detach().cpu().numpy()
-    A = np.asarray(A)
-    if A.dtype == object:
-        raise PSMDInputError(
-            f"{label} holds Python objects; a numeric array is required."
-        )
-    if A.dtype.kind not in "biuf":
-        raise PSMDInputError(
-            f"{label} has dtype {A.dtype}; a numeric (int or float) array is required."
-        )
+    A = as_numeric(A, label)
     if A.ndim == 1:
         raise PSMDInputError(
             f"{label} is 1-D with shape {A.shape}; allowed: a 2-D stimuli x units "
@@ -148,9 +139,7 @@ def check_pair(
         )
     n = X.shape[0]
     if images is not None:
-        images = np.asarray(images)
-        if images.dtype == object or images.dtype.kind not in "biuf":
-            raise PSMDInputError("images must be a numeric array (uint8 or float).")
+        images = as_numeric(images, "images")
         if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
             raise PSMDInputError(
                 f"images have shape {images.shape}; allowed: ({n}, H, W) or "
