@@ -98,7 +98,8 @@ def _serve(tmp_path_factory, *extra, request=None):
             process.kill()
         failed = request is not None and request.session.testsfailed
         if failed or process.returncode not in (0, -15):
-            sys.stderr.write(log.read_text()[-20_000:])
+            # Past pytest's capture: module teardown output is not reported.
+            sys.__stderr__.write(log.read_text()[-20_000:])
 
 
 @pytest.fixture(scope="module")
