@@ -453,21 +453,28 @@ def ranking_curve(
         n = ranking.size
         entry_eps = 1.0 - np.asarray(entry)[ranking]
         matched = matched_by_entry(np.asarray(entry)[ranking], mass)
-        text = [labels[i] if labels is not None else f"unit {i}" for i in ranking]
+        text = np.array(
+            [labels[i] if labels is not None else f"unit {i}" for i in ranking]
+        )
         trace_type = go.Scattergl if n > 2000 else go.Scatter
+        # One marker per unit only while few: SVG markers are slow to redraw,
+        # and plotly checks a colour list one string at a time (~15 ms per
+        # 500 units on every slider move); the cut line and the legend count
+        # say the rest.
+        markers = n <= MAX_RANK_MARKERS
         traces.append(
             trace_type(
                 x=(np.arange(n) + 0.5) / n,
                 y=np.round(entry_eps, 5),
-                # One marker per unit only while few: SVG markers are slow to
-                # redraw; the cut line and the legend count say the rest.
-                mode="lines+markers" if n <= MAX_RANK_MARKERS else "lines",
+                mode="lines+markers" if markers else "lines",
                 name=f"{name} ({int(matched.sum())}/{n} matched)",
                 line={"color": SIDE_COLOURS[side], "width": 2},
                 marker={
                     "size": 6,
                     "color": np.where(matched, SIDE_COLOURS[side], UNMATCHED_COLOUR),
-                },
+                }
+                if markers
+                else None,
                 customdata=np.c_[np.full(n, side), ranking],
                 text=text,
                 hovertemplate="%{text}<br>rank share %{x:.3f}<br>"

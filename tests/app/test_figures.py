@@ -140,6 +140,21 @@ def test_ranking_curve_follows_entry_and_cut(rng):
     assert tx.customdata[0][0] == "x" and int(tx.customdata[0][1]) == rank_x[0]
 
 
+def test_ranking_curve_markers_only_while_few(rng):
+    """Matched units are coloured per marker while few; long sides send lines only."""
+    few, many = figures.MAX_RANK_MARKERS, figures.MAX_RANK_MARKERS + 1
+    entry_few, entry_many = rng.random(few), rng.random(many)
+    fig = figures.ranking_curve(
+        entry_few, entry_many, np.argsort(entry_few), np.argsort(entry_many), 0.5
+    )
+    small, large = fig.data[0], fig.data[1]
+    assert small.mode == "lines+markers"
+    matched = np.sort(entry_few) < 0.5
+    expected = np.where(matched, figures.SIDE_COLOURS["x"], figures.UNMATCHED_COLOUR)
+    assert list(small.marker.color) == list(expected)
+    assert large.mode == "lines" and large.marker.color is None
+
+
 def test_ranking_curve_marks_selected_unit(rng):
     entry = rng.random(5)
     rank = np.argsort(entry)
