@@ -194,13 +194,69 @@ def handle_upload(state: AppState, filenames, contents, session, held):
     return _hold(state, pair, names, title, ", ".join(filenames), session, held)
 
 
-def handle_open(state: AppState, text, session, held):
-    """Paths typed in the open box (inside the data folder) → a new dataset.
+# Companions the open box takes as ``name=path`` after the data files.
+OPEN_OPTIONS = (
+    "images", "mask", "mask_x", "mask_y", "coords_x", "coords_y",
+    "names_x", "names_y", "key_x", "key_y",
+)  # fmt: skip
+
+
+def parse_open_text(text: str | None) -> tuple[list[str], dict[str, str]]:
+    """Split the open box into data files and ``name=value`` companions.
+
+    Words are split as a shell would (quote a path with spaces). ``mask=``
+    is the mask of both sides; ``key_x``/``key_y`` name an array inside a
+    file, every other value is a path.
 
     Raises
     ------
     PSMDInputError
-        No data folder, a path outside it, or any loader / validation problem.
+        Unbalanced quotes, an unknown or repeated companion, or not one or
+        two data files.
+    """
+    import shlex
+
+    try:
+        words = shlex.split(text or "")
+    except ValueError as err:
+        raise PSMDInputError(f"cannot read the paths typed: {err}.") from None
+    files, options = [], {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep:
+            files.append(word)
+            continue
+        if name not in OPEN_OPTIONS:
+            raise PSMDInputError(
+                f"'{name}=' is not an option of the open box; allowed: "
+                + ", ".join(f"{o}=" for o in OPEN_OPTIONS)
+                + "."
+            )
+        if name in options or not value:
+            what = "is given twice" if name in options else "has no value"
+            raise PSMDInputError(f"'{name}=' {what}.")
+        options[name] = value
+    if len(files) not in (1, 2):
+        raise PSMDInputError(
+            "give one pair file (.npz with X and Y) or two files, X then Y, "
+            "separated by a space, then any companions as name=path "
+            "(images=, mask=, coords_x=, names_x=, ...)."
+        )
+    return files, options
+
+
+def handle_open(state: AppState, text, session, held):
+    """Paths typed in the open box (inside the data folder) → a new dataset.
+
+    The text names one pair file or two files (X then Y), then optional
+    companions as ``name=path`` (see :data:`OPEN_OPTIONS`), e.g.
+    ``sub-01.nii.gz sub-02.nii.gz mask=v1.nii.gz images=stimuli``.
+
+    Raises
+    ------
+    PSMDInputError
+        No data folder, a path outside it, a bad option, or any loader /
+        validation problem.
     """
     from solver.validation import load_pair
 
@@ -208,23 +264,27 @@ def handle_open(state: AppState, text, session, held):
         raise PSMDInputError(
             "this server has no data folder (start it with --data-dir)."
         )
-    parts = (text or "").split()
-    if len(parts) not in (1, 2):
-        raise PSMDInputError(
-            "give one pair file (.npz with X and Y) or two files, X then Y, "
-            "separated by a space."
-        )
-    paths = [state.data_folder.resolve(p) for p in parts]
+    files, options = parse_open_text(text)
+    paths = [state.data_folder.resolve(p) for p in files]
+    companions = {}
+    for name, value in options.items():
+        if name.startswith("key_"):
+            companions[name] = value
+        elif name == "mask":
+            companions["mask_x"] = companions["mask_y"] = state.data_folder.resolve(
+                value
+            )
+        else:
+            companions[name] = state.data_folder.resolve(value)
     try:
-        pair = load_pair(*paths)
+        pair = load_pair(*paths, **companions)
     except PSMDInputError as err:
         message = str(err).replace(str(state.data_folder.root) + os.sep, "")
         raise PSMDInputError(message) from None
-    names = tuple(Path(p).stem for p in parts) if len(parts) == 2 else ("X", "Y")
-    logger.info("opened %s from the data folder", " ".join(parts))
-    return _hold(
-        state, pair, names, f"File: {' '.join(parts)}", " ".join(parts), session, held
-    )
+    names = tuple(Path(p).stem for p in files) if len(files) == 2 else ("X", "Y")
+    shown = " ".join(files)
+    logger.info("opened %s from the data folder", " ".join([*files, *options]))
+    return _hold(state, pair, names, f"File: {shown}", shown, session, held)
 
 
 def handle_batch_click(state: AppState, click, session, held):

@@ -235,7 +235,7 @@ def your_data_panel(max_upload_mb: float, data_dir: str | None) -> html.Div:
                     dcc.Input(
                         id=ids.OPEN_PATH,
                         type="text",
-                        placeholder="X.npy Y.npy, or pair.npz",
+                        placeholder="X.npy Y.npy images=stimuli, or pair.npz",
                         debounce=False,
                         className="text-input",
                     ),
@@ -245,7 +245,9 @@ def your_data_panel(max_upload_mb: float, data_dir: str | None) -> html.Div:
             ),
             html.P(
                 "Paths inside the server's data folder; nothing outside it "
-                "can be opened.",
+                "can be opened. After X and Y, optional companions: images=, "
+                "mask= (NIfTI), coords_x=, coords_y=, names_x=, names_y=, "
+                "key_x=, key_y=.",
                 className="note",
             ),
         ]

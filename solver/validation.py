@@ -244,6 +244,13 @@ def load_pair(
                 f"{x}: give two files (X then Y) or one .npz pair file holding "
                 "arrays X and Y."
             )
+        options = {"key_x": key_x, "key_y": key_y, "mask_x": mask_x, "mask_y": mask_y}
+        given = [name for name, value in options.items() if value]
+        if given:
+            raise PSMDInputError(
+                f"{x}: a pair file names its arrays X and Y itself; "
+                f"{', '.join(given)} apply to two files (X then Y) only."
+            )
         found = _read_pair_npz(Path(x))
         loaded = {}
         labels = ("X", "Y")

@@ -150,6 +150,61 @@ def test_data_folder_lists_pairs_and_opens_files_inside_only(app, tmp_path):
         assert str(tmp_path) not in str(err.value)
 
 
+def test_data_folder_opens_nifti_with_a_mask_and_companions(app, tmp_path):
+    import nibabel as nib
+
+    state = _state(app)
+    folder = tmp_path / "shared"
+    rng = np.random.default_rng(4)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    mask = np.zeros((4, 5, 6), dtype=np.uint8)
+    mask[1:3, 1:4, 2] = 1  # 6 voxels
+    for name in ("sub-01", "sub-02"):
+        bold = rng.normal(size=(4, 5, 6, 30)).astype(np.float32)
+        nib.save(nib.Nifti1Image(bold, affine), folder / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(mask, affine), folder / "v1 mask.nii.gz")
+    np.savez(folder / "stimuli.npz", images=rng.integers(0, 255, (30, 8, 8), np.uint8))
+    (folder / "names.txt").write_text("\n".join(f"v{i}" for i in range(6)))
+    text = (
+        "sub-01.nii.gz sub-02.nii.gz 'mask=v1 mask.nii.gz' images=stimuli.npz "
+        "names_y=names.txt"
+    )
+    _, value, _ = cb.handle_open(state, text, "t", [])
+    info = state.catalog.info(value)
+    assert info.sizes["all units"] == (6, 6)
+    assert info.has_coords and info.has_images
+    view = state.catalog.sample(value).views["all units"]
+    assert view.coords_x.shape == (6, 3) and list(view.labels_y[:2]) == ["v0", "v1"]
+    assert "With images, coordinates, unit names" in info.description
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("X.npy Y.npy colour=red", "'colour=' is not an option of the open box"),
+        ("X.npy Y.npy images=a images=b", "'images=' is given twice"),
+        ("X.npy Y.npy images=", "'images=' has no value"),
+        ("'X.npy Y.npy", "cannot read the paths typed: No closing quotation"),
+        ("X.npy Y.npy Z.npy", "give one pair file"),
+        ("X.npy Y.npy images=../secret.npy", "leads outside the data folder"),
+        ("X.npy Y.npy mask=nope.nii.gz", "no such file in the data folder"),
+        ("X.npy Y.npy images=X.npy", "images have shape (40, 6); allowed: (n, H, W)"),
+        ("X.npy Y.npy key_x=Z", "X.npy: a .npy file holds one array; drop the key"),
+        ("lesson.npz mask=X.npy", "mask_x, mask_y apply to two files (X then Y) only"),
+    ],
+    ids=["unknown", "twice", "empty", "quote", "three", "outside", "missing",
+         "bad-images", "bad-key", "mask-on-pair-file"],
+)  # fmt: skip
+def test_bad_open_box_companions_are_one_line_refusals(app, tmp_path, text, message):
+    state = _state(app)
+    before = list(state.catalog.names)
+    with pytest.raises(PSMDInputError) as err:
+        cb.handle_open(state, text, "t", [])
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(tmp_path) not in str(err.value)
+    assert state.catalog.names == before
+
+
 def test_data_folder_must_exist(tmp_path):
     with pytest.raises(PSMDInputError, match="not a folder"):
         DataFolder(tmp_path / "missing")

@@ -132,6 +132,10 @@ def test_pair_file_without_y(tmp_path, capsys, rng):
     np.savez(tmp_path / "pair.npz", X=_good(rng))
     assert main(["compare", str(tmp_path / "pair.npz")]) == 2
     assert "no array named 'Y'" in capsys.readouterr().err
+    np.savez(tmp_path / "pair.npz", X=_good(rng), Y=_good(rng))
+    assert main(["compare", str(tmp_path / "pair.npz"), "--key-x", "A"]) == 2
+    err = capsys.readouterr().err
+    assert "key_x apply to two files (X then Y) only" in err and err.count("\n") == 1
 
 
 def test_names_file_count_and_duplicates(tmp_path, capsys, rng):
