@@ -258,6 +258,7 @@ def handle_open(state: AppState, text, session, held):
         No data folder, a path outside it, a bad option, or any loader /
         validation problem.
     """
+    from psmd_app.data import file_stem
     from solver.validation import load_pair
 
     if state.data_folder is None:
@@ -281,7 +282,7 @@ def handle_open(state: AppState, text, session, held):
     except PSMDInputError as err:
         message = str(err).replace(str(state.data_folder.root) + os.sep, "")
         raise PSMDInputError(message) from None
-    names = tuple(Path(p).stem for p in files) if len(files) == 2 else ("X", "Y")
+    names = tuple(file_stem(p) for p in files) if len(files) == 2 else ("X", "Y")
     shown = " ".join(files)
     logger.info("opened %s from the data folder", " ".join([*files, *options]))
     return _hold(state, pair, names, f"File: {shown}", shown, session, held)

@@ -602,13 +602,37 @@ def safe_name(filename: str) -> str:
     return base[:120]
 
 
+# Uploaded files with these names (any extension) are companions of X and Y.
+UPLOAD_COMPANIONS = (
+    "images", "mask", "mask_x", "mask_y", "coords_x", "coords_y",
+    "names_x", "names_y",
+)  # fmt: skip
+
+
+def file_stem(filename: str) -> str:
+    """A file's name without its format suffix (``sub-01.nii.gz`` → ``sub-01``)."""
+    from solver.io import suffix_of
+
+    name = Path(filename).name
+    suffix = suffix_of(name)
+    return name[: len(name) - len(suffix)] if suffix else name
+
+
+def _upload_role(filename: str) -> str | None:
+    """The companion an uploaded file is, by its name, or None for data."""
+    stem = file_stem(safe_name(filename)).lower()
+    return stem if stem in UPLOAD_COMPANIONS else None
+
+
 def load_uploads(files: list[tuple[str, bytes]]):
     """A checked pair from uploaded files: one pair ``.npz``, or X and Y.
 
     Parameters
     ----------
     files : list of (filename, bytes)
-        One pair file, or two files taken in name order (first = X).
+        One pair file, or two files taken in name order (first = X); besides
+        them, companions named as in :data:`UPLOAD_COMPANIONS` (``images.npz``,
+        ``mask.nii.gz`` for both sides, ``names_x.txt``, ...).
 
     Returns
     -------
@@ -618,26 +642,41 @@ def load_uploads(files: list[tuple[str, bytes]]):
     Raises
     ------
     PSMDInputError
-        Not one or two files, or any loader / validation problem.
+        Not one or two data files, a companion twice, or any loader /
+        validation problem.
     """
     import tempfile
 
     from solver.validation import load_pair
 
-    if len(files) not in (1, 2):
-        raise PSMDInputError(
-            f"{len(files)} files uploaded; give one pair file (.npz with X and Y) "
-            "or two files, X and Y (taken in name order)."
-        )
     files = sorted(files, key=lambda f: f[0])
+    data = [f for f in files if _upload_role(f[0]) is None]
+    roles = [_upload_role(f[0]) for f in files if _upload_role(f[0]) is not None]
+    if len(data) not in (1, 2):
+        raise PSMDInputError(
+            f"{len(data)} data files uploaded; give one pair file (.npz with X and "
+            "Y) or two files, X and Y (taken in name order), plus any companions "
+            f"named {', '.join(UPLOAD_COMPANIONS)} (any extension)."
+        )
+    twice = sorted({r for r in roles if roles.count(r) > 1})
+    if twice:
+        raise PSMDInputError(f"more than one uploaded file is the {twice[0]}.")
     with tempfile.TemporaryDirectory(prefix="psmd-upload-") as tmp:
-        paths = []
-        for i, (filename, data) in enumerate(files):
+        paths, companions = [], {}
+        for i, (filename, content) in enumerate(files):
             path = Path(tmp) / f"{i}-{safe_name(filename)}"
-            path.write_bytes(data)
+            path.write_bytes(content)
             paths.append(path)
+            role = _upload_role(filename)
+            if role == "mask":
+                companions["mask_x"] = companions["mask_y"] = path
+            elif role is not None:
+                companions[role] = path
+        inputs = [
+            p for p, f in zip(paths, files, strict=True) if _upload_role(f[0]) is None
+        ]
         try:
-            pair = load_pair(*paths)
+            pair = load_pair(*inputs, **companions)
         except PSMDInputError as err:
             # Name the file as the user knows it, not the temporary copy.
             text = str(err)
@@ -645,8 +684,8 @@ def load_uploads(files: list[tuple[str, bytes]]):
                 text = text.replace(str(path), safe_name(filename))
                 text = text.replace(path.name, safe_name(filename))
             raise PSMDInputError(text) from None
-    if len(files) == 2:
-        names = tuple(Path(safe_name(f[0])).stem for f in files)
+    if len(data) == 2:
+        names = tuple(file_stem(safe_name(f[0])) for f in data)
     else:
         names = ("X", "Y")
     return pair, names

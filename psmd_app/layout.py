@@ -222,8 +222,10 @@ def your_data_panel(max_upload_mb: float, data_dir: str | None) -> html.Div:
             html.P(
                 f"Up to {max_upload_mb:g} MB. Rows = stimuli, columns = units; "
                 "two files are taken in name order (first = X). Formats: .npy, "
-                ".npz, .mat, .h5, .csv, .tsv, .parquet, .pt. Your data stay on "
-                "this server, visible to this browser tab only.",
+                ".npz, .mat, .h5, .csv, .tsv, .parquet, .pt, .nii. Files named "
+                "images, mask, coords_x, coords_y, names_x or names_y come "
+                "along as companions. Your data stay on this server, visible "
+                "to this browser tab only.",
                 id=ids.UPLOAD_NOTE,
                 className="note",
             ),

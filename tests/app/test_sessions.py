@@ -87,6 +87,35 @@ def test_two_files_are_x_and_y_in_name_order(app):
     assert state.catalog.info(value).sizes["all units"] == (5, 8)
 
 
+def test_uploaded_companions_are_known_by_their_names(app):
+    import nibabel as nib
+
+    state = _state(app)
+    rng = np.random.default_rng(5)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    mask = np.zeros((4, 5, 6), dtype=np.uint8)
+    mask[1:3, 1:4, 2] = 1  # 6 voxels
+    files = []
+    for name in ("sub-01", "sub-02"):
+        image = nib.Nifti1Image(
+            rng.normal(size=(4, 5, 6, 30)).astype(np.float32), affine
+        )
+        files.append((f"{name}.nii", image.to_bytes()))
+    files += [
+        ("mask.nii", nib.Nifti1Image(mask, affine).to_bytes()),
+        ("images.npz", _npz_bytes(images=rng.integers(0, 255, (30, 8, 8), np.uint8))),
+        ("names_y.txt", "\n".join(f"v{i}" for i in range(6)).encode()),
+    ]
+    _, value, _ = cb.handle_upload(
+        state, [f for f, _ in files], [_data_url(r) for _, r in files], "t", []
+    )
+    info = state.catalog.info(value)
+    assert info.sizes["all units"] == (6, 6) and info.has_coords and info.has_images
+    view = state.catalog.sample(value).views["all units"]
+    assert list(view.labels_y[:2]) == ["v0", "v1"]
+    assert state.catalog.sample(value).x_name == "sub-01"
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [
@@ -97,15 +126,24 @@ def test_two_files_are_x_and_y_in_name_order(app):
         ([("pair.npz", _npz_bytes(X=np.ones((5, 3)), Y=np.ones((4, 3))))],
          "X has 5 stimuli (rows) and Y has 4"),
         ([("pair.npz", b"garbage")], "pair.npz: not a readable .npz file"),
-        ([("a.npy", b"1"), ("b.npy", b"2"), ("c.npy", b"3")], "3 files uploaded"),
+        ([("a.npy", b"1"), ("b.npy", b"2"), ("c.npy", b"3")],
+         "3 data files uploaded"),
+        ([("X.npy", _npy_bytes(np.ones((6, 3)))), ("images.npz", b"1"),
+          ("images.npy", b"2"), ("Y.npy", _npy_bytes(np.ones((6, 3))))],
+         "more than one uploaded file is the images"),
+        ([("X.npy", _npy_bytes(np.ones((6, 3)))), ("Names_X.txt", b"a\nb\n"),
+          ("Y.npy", _npy_bytes(np.ones((6, 3))))],
+         "2 unit names for 3 units of X.npy"),
+        ([("images.npz", _npz_bytes(images=np.zeros((6, 4, 4))))],
+         "0 data files uploaded"),
         ([("big.npy", b"\0" * 1_100_000)], "larger than the upload limit of 1 MB"),
         ([("X.npy", _npy_bytes(np.ones((6, 3)))), ("Y.txt", b"1,2")],
          "format .txt is not supported"),
         ([("../../etc/x.npz", _npz_bytes(X=np.ones((5, 3))))],
          "x.npz: no array named 'Y'"),
     ],
-    ids=["one-npy", "objects", "stimuli", "corrupt", "three", "too-large", "format",
-         "path-in-name"],
+    ids=["one-npy", "objects", "stimuli", "corrupt", "three", "images-twice",
+         "names-count", "only-companions", "too-large", "format", "path-in-name"],
 )  # fmt: skip
 def test_bad_uploads_are_one_line_refusals(app, files, message):
     state = _state(app)
