@@ -512,8 +512,14 @@ def status_text(state: AppState, result_store, curves_store) -> str:
 # ---------------------------------------------------------------- views
 
 
-def plan_view(state: AppState, result_store, curves_store, selected, *, patch=False):
-    """Heatmap of the plan; with ``patch`` only the selection outline changes."""
+def plan_view(
+    state: AppState, result_store, curves_store, selected, window=None, *, patch=False
+):
+    """Heatmap of the plan; with ``patch`` only the selection outline changes.
+
+    ``window`` is the zoomed view (:func:`zoom_window`); a window of another
+    problem is ignored.
+    """
     problem, result, curves = _context(state, result_store, curves_store)
     order_x, order_y = state.order(result, curves)
     marked = _plan_selection(problem, result, order_x, order_y, selected)
@@ -523,14 +529,67 @@ def plan_view(state: AppState, result_store, curves_store, selected, *, patch=Fa
             marked, problem.n_x, problem.n_y
         )
         return update
+    if not window or window.get("problem") != problem.key:
+        window = {}
+    spans = [tuple(window[k]) if window.get(k) else None for k in ("x", "y")]
     return figures.plan_heatmap(
         result.plan,
         order_x,
         order_y,
         names=problem.names,
         selected=marked,
+        span_x=spans[0],
+        span_y=spans[1],
+        view=window.get("view"),
         uirevision=problem.key,
     )
+
+
+def zoom_window(state: AppState, relayout, window, result_store) -> dict:
+    """What a zoom or pan of the plan heatmap shows, kept across redraws.
+
+    The heatmap's y axis holds X's ranks, its x axis Y's. Every redraw (a
+    slider move) keeps the zoomed axis ranges; plans block-summed on a side
+    (above ``MAX_HEATMAP_CELLS`` units) are also redrawn finer, over the
+    ranks in view.
+
+    Returns
+    -------
+    dict
+        ``{"problem": key, "x": [lo, hi] or None, "y": [lo, hi] or None,
+        "view": {"x": [a, b] or None, "y": [a, b] or None}}``: the ranks in
+        view and the axis ranges.
+
+    Raises
+    ------
+    PreventUpdate
+        Nothing changed: no plan yet, or an event that is not a zoom or pan.
+    """
+    if not relayout or not result_store:
+        raise PreventUpdate
+    problem = state.problem_for(Settings.from_dict(result_store))
+    if window and window.get("problem") == problem.key:
+        current = window
+    else:
+        current = {"problem": problem.key, "x": None, "y": None, "view": {}}
+    new = {**current, "view": dict(current.get("view") or {})}
+    for axis, side, n in (("yaxis", "x", problem.n_x), ("xaxis", "y", problem.n_y)):
+        ends = [relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]")]
+        if relayout.get(f"{axis}.autorange"):
+            new[side], new["view"][side] = None, None
+        elif None not in ends:
+            span = figures.rank_span(n, ends)
+            new[side] = None if span is None else list(span)
+            new["view"][side] = None if span is None else [float(v) for v in ends]
+    if new == current:
+        raise PreventUpdate
+    return new
+
+
+def zoom_redraws(state: AppState, result_store) -> bool:
+    """Whether a zoom changes the plan's cells (a block-summed plan)."""
+    problem = state.problem_for(Settings.from_dict(result_store))
+    return max(problem.n_x, problem.n_y) > figures.MAX_HEATMAP_CELLS
 
 
 def _plan_selection(problem, result, order_x, order_y, selected):
@@ -1027,12 +1086,33 @@ def _register_views(app, state: AppState) -> None:
         Input(ids.RESULT_STORE, "data"),
         Input(ids.SELECTED_UNIT, "data"),
         State(ids.CURVES_STORE, "data"),
+        State(ids.PLAN_WINDOW, "data"),
         prevent_initial_call=True,
     )
-    def _plan(result_store, selected, curves_store):
+    def _plan(result_store, selected, curves_store, window):
         patch = list(ctx.triggered_prop_ids.values()) == [ids.SELECTED_UNIT]
-        figure = plan_view(state, result_store, curves_store, selected, patch=patch)
+        figure = plan_view(
+            state, result_store, curves_store, selected, window, patch=patch
+        )
         return figure, no_update if patch else result_store["key"]
+
+    # The zoom is kept in a store, so that a slider move keeps it; a zoom into
+    # a block-summed plan also redraws the blocks in view, finer.
+    @app.callback(
+        Output(ids.PLAN_HEATMAP, "figure", allow_duplicate=True),
+        Output(ids.PLAN_WINDOW, "data"),
+        Input(ids.PLAN_HEATMAP, "relayoutData"),
+        State(ids.PLAN_WINDOW, "data"),
+        State(ids.RESULT_STORE, "data"),
+        State(ids.CURVES_STORE, "data"),
+        State(ids.SELECTED_UNIT, "data"),
+        prevent_initial_call=True,
+    )
+    def _zoom(relayout, window, result_store, curves_store, selected):
+        window = zoom_window(state, relayout, window, result_store)
+        if not zoom_redraws(state, result_store):
+            return no_update, window
+        return plan_view(state, result_store, curves_store, selected, window), window
 
     @app.callback(
         Output(ids.RANKING_CURVE, "figure"),
@@ -1061,7 +1141,8 @@ def _register_views(app, state: AppState) -> None:
     with_unit = [ids.RESULT_STORE, ids.SELECTED_UNIT]
     for output, prop, render, inputs in (
         (ids.STATUS_LINE, "children", partial(status_text, state), [ids.RESULT_STORE]),
-        (ids.PLAN_HEATMAP, "figure", partial(plan_view, state), with_unit),
+        (ids.PLAN_HEATMAP, "figure", partial(plan_view, state),
+         [*with_unit, ids.PLAN_WINDOW]),
         (ids.RANKING_CURVE, "figure", partial(ranking_view, state), with_unit),
         (ids.ALIGNMENT_CURVE, "figure", partial(alignment_view, state),
          [ids.RESULT_STORE]),

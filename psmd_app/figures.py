@@ -141,26 +141,55 @@ def batch_heatmap(matrix, names, table, *, title: str = "") -> go.Figure:
 # --------------------------------------------------------------------------- plan
 
 
-def block_edges(n: int, max_blocks: int = MAX_HEATMAP_CELLS) -> np.ndarray:
-    """Split ``n`` ranked units into at most ``max_blocks`` contiguous blocks.
+def block_edges(
+    n: int, max_blocks: int = MAX_HEATMAP_CELLS, span: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Split ``n`` ranked units, or the ranks ``span``, into contiguous blocks.
+
+    Parameters
+    ----------
+    n : int
+        Units on the side.
+    max_blocks : int, default=512
+    span : (int, int) or None
+        Ranks ``lo`` (included) to ``hi`` (excluded) to split; default all.
 
     Returns
     -------
     edges : ndarray of int of shape (n_blocks + 1,)
         Block k holds ranks ``edges[k]`` to ``edges[k + 1] - 1``; one unit per
-        block when ``n <= max_blocks``.
+        block when the span holds at most ``max_blocks`` units.
     """
-    n_blocks = min(n, max_blocks)
-    return np.round(np.linspace(0, n, n_blocks + 1)).astype(int)
+    lo, hi = (0, n) if span is None else span
+    n_blocks = min(hi - lo, max_blocks)
+    return np.round(np.linspace(lo, hi, n_blocks + 1)).astype(int)
 
 
 def _block_indicator(order: np.ndarray, edges: np.ndarray) -> sparse.csr_matrix:
-    """Sparse (n_blocks, n) matrix summing units into their rank blocks."""
+    """Sparse (n_blocks, n) matrix summing the units of ranks ``edges`` into blocks."""
     n = order.size
+    lo, hi = edges[0], edges[-1]
     block_of_rank = np.repeat(np.arange(edges.size - 1), np.diff(edges))
     return sparse.csr_matrix(
-        (np.ones(n), (block_of_rank, order)), shape=(edges.size - 1, n)
+        (np.ones(hi - lo), (block_of_rank, order[lo:hi])), shape=(edges.size - 1, n)
     )
+
+
+def rank_span(n: int, axis_range, pad: float = 0.1) -> tuple[int, int] | None:
+    """Ranks shown by an axis range (cells centred on integer ranks), padded.
+
+    Returns None when the range shows every rank (no zoom).
+    """
+    if axis_range is None:
+        return None
+    a, b = sorted(float(v) for v in axis_range)
+    margin = pad * (b - a)
+    lo = max(0, int(np.floor(a - margin + 0.5)))
+    hi = min(n, int(np.ceil(b + margin + 0.5)))
+    if hi <= lo:  # a range past either end: keep one rank
+        lo = min(max(lo, 0), n - 1)
+        hi = lo + 1
+    return None if (lo, hi) == (0, n) else (lo, hi)
 
 
 @dataclass(frozen=True)
@@ -195,6 +224,9 @@ def aggregate_plan(
     order_x: np.ndarray,
     order_y: np.ndarray,
     max_cells: int = MAX_HEATMAP_CELLS,
+    *,
+    span_x: tuple[int, int] | None = None,
+    span_y: tuple[int, int] | None = None,
 ) -> AggregatedPlan:
     """Reorder a plan by ranking and sum it over at most ``max_cells`` blocks.
 
@@ -206,13 +238,17 @@ def aggregate_plan(
         Units of each side, best aligned first.
     max_cells : int, default=512
         Most blocks per axis.
+    span_x, span_y : (int, int) or None
+        Only the ranks ``lo`` to ``hi - 1`` of a side (a zoomed view: the
+        same number of blocks over fewer units, so finer); default all.
 
     Returns
     -------
     AggregatedPlan
     """
     n_x, n_y = plan.shape
-    edges_x, edges_y = block_edges(n_x, max_cells), block_edges(n_y, max_cells)
+    edges_x = block_edges(n_x, max_cells, span_x)
+    edges_y = block_edges(n_y, max_cells, span_y)
     rows = _block_indicator(np.asarray(order_x), edges_x)
     cols = _block_indicator(np.asarray(order_y), edges_y)
     sums = np.asarray((rows @ np.asarray(plan)) @ cols.T)
@@ -225,10 +261,10 @@ def aggregate_plan(
     return AggregatedPlan(fill, edges_x, edges_y, matched_x, matched_y)
 
 
-def _grid(n: int, edges: np.ndarray) -> tuple[float, float]:
-    """(first centre, step) of an even grid of ``len(edges) - 1`` blocks of n units."""
-    step = n / (edges.size - 1)
-    return (step - 1) / 2.0, step
+def _grid(edges: np.ndarray) -> tuple[float, float]:
+    """(first centre, step) of an even grid of ``len(edges) - 1`` blocks."""
+    step = (edges[-1] - edges[0]) / (edges.size - 1)
+    return edges[0] + (step - 1) / 2.0, step
 
 
 def _marginal_area(edges, matched, side: str, axes: dict) -> go.Scatter:
@@ -299,6 +335,9 @@ def plan_heatmap(
     names: Sequence[str] = ("X", "Y"),
     selected: dict | None = None,
     max_cells: int = MAX_HEATMAP_CELLS,
+    span_x: tuple[int, int] | None = None,
+    span_y: tuple[int, int] | None = None,
+    view: dict | None = None,
     uirevision: str | None = None,
 ) -> go.Figure:
     """Plot the transport plan with units ordered by ranking and marginal bars.
@@ -315,6 +354,12 @@ def plan_heatmap(
         to outline (the selected unit and its best match).
     max_cells : int, default=512
         Plans larger than this per axis are block-summed (:func:`aggregate_plan`).
+    span_x, span_y : (int, int) or None
+        Ranks of a zoomed view (see :func:`rank_span`): cells and marginals
+        cover only them, at a finer grain.
+    view : dict or None
+        Axis ranges the user zoomed to, ``{"x": [a, b], "y": [a, b]}`` in
+        X's ranks (the y axis) and Y's ranks (the x axis); default all.
     uirevision : str or None
         Kept zoom: the view keeps the user's zoom while this stays the same.
 
@@ -327,12 +372,14 @@ def plan_heatmap(
         are the grey panel backgrounds; the selection outlines follow.
     """
     n_x, n_y = plan.shape
-    agg = aggregate_plan(plan, order_x, order_y, max_cells)
+    agg = aggregate_plan(
+        plan, order_x, order_y, max_cells, span_x=span_x, span_y=span_y
+    )
     what = "block fill" if agg.aggregated else "share of capacity"
     # Cells on an even grid (x0, dx) rather than listed centres: plotly draws
     # an even grid as one image, several times faster. Blocks from
     # block_edges are even to within half a unit.
-    (y0, dy), (x0, dx) = _grid(n_x, agg.edges_x), _grid(n_y, agg.edges_y)
+    (y0, dy), (x0, dx) = _grid(agg.edges_x), _grid(agg.edges_y)
     heatmap = go.Heatmap(
         z=agg.fill,
         x0=x0,
@@ -362,14 +409,14 @@ def plan_heatmap(
         uirevision=uirevision,
         xaxis={
             "domain": [0.17, 0.88],
-            "range": [-0.5, n_y - 0.5],
+            "range": (view or {}).get("y") or [-0.5, n_y - 0.5],
             "title": {"text": f"{names[1]} units, best aligned first →"},
             "zeroline": False,
             "showgrid": False,
         },
         yaxis={
             "domain": [0.0, 0.82],
-            "range": [n_x - 0.5, -0.5],
+            "range": (view or {}).get("x") or [n_x - 0.5, -0.5],
             "anchor": "x2",
             "title": {"text": f"← {names[0]} units, best aligned first"},
             "zeroline": False,

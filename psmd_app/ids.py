@@ -12,6 +12,8 @@ CURVES_STORE = "curves-store"
 EMBEDDING_STORE = "embedding-store"
 # Result key of the plan last drawn: the unit map redraws after the plan.
 PLAN_DRAWN = "plan-drawn"
+# Ranks the zoomed plan heatmap shows (block-summed plans re-drawn finer).
+PLAN_WINDOW = "plan-window"
 SELECTED_UNIT = "selected-unit-store"
 # This browser tab's secret token and the datasets it uploaded or opened.
 SESSION = "session-store"

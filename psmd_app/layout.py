@@ -424,6 +424,7 @@ def stores() -> list:
         dcc.Store(id=ids.CURVES_STORE),
         dcc.Store(id=ids.EMBEDDING_STORE),
         dcc.Store(id=ids.PLAN_DRAWN),
+        dcc.Store(id=ids.PLAN_WINDOW),
         dcc.Store(id=ids.SELECTED_UNIT),
         # A fresh secret per tab; session storage keeps it across reloads.
         dcc.Store(

@@ -212,6 +212,40 @@ def test_bookmarked_address_opens_the_same_view(server, page):
     assert page.console_errors == []
 
 
+AXIS_RANGES = """() => {
+    const gd = document.querySelector('#plan-heatmap .js-plotly-plot');
+    return [gd._fullLayout.xaxis.range.slice(), gd._fullLayout.yaxis.range.slice()];
+}"""
+
+
+def test_zoom_on_the_plan_is_kept_when_eps_moves(server, page):
+    import numpy as np
+
+    page.goto(server + "?dataset=digits-cnn&view=conv3&eps=0.3")
+    page.wait_for_function(
+        f"() => ({FIGURE_STATE})('plan-heatmap')?.type === 'heatmap'", timeout=30_000
+    )
+    heat = page.locator("#plan-heatmap .xy .nsewdrag").bounding_box()
+    page.mouse.move(heat["x"] + 0.1 * heat["width"], heat["y"] + 0.1 * heat["height"])
+    page.mouse.down()
+    page.mouse.move(
+        heat["x"] + 0.3 * heat["width"], heat["y"] + 0.3 * heat["height"], steps=5
+    )
+    page.mouse.up()
+    page.wait_for_function(f"() => ({AXIS_RANGES})()[0][1] < 100", timeout=10_000)
+    zoomed = page.evaluate(AXIS_RANGES)
+    before = figure(page, "plan-heatmap")["total"]
+    box = page.locator("#unmatched-slider .dash-slider-root").bounding_box()
+    page.mouse.click(box["x"] + 0.6 * box["width"], box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        f"t => Math.abs(({FIGURE_STATE})('plan-heatmap').total - t) > 1e-6",
+        arg=before,
+        timeout=20_000,
+    )
+    np.testing.assert_allclose(page.evaluate(AXIS_RANGES), zoomed, rtol=1e-9)
+    assert page.console_errors == []
+
+
 def test_upload_in_one_tab_is_not_listed_in_another(server, page, tmp_path):
     import numpy as np
 

@@ -215,6 +215,90 @@ def test_plan_view_orders_by_entry_mass(state, solved):
     assert "layout" in patch.to_plotly_json()["operations"][0]["location"]
 
 
+def _big_sample():
+    from sample_data import Sample, View
+    from solver import synthetic
+
+    pair = synthetic.planted_pair(520, 20, 40, n_stimuli=150, n_factors=20, seed=1)
+    view = View(X=pair.X, Y=pair.Y)
+    return Sample(
+        name="big",
+        title="Big planted pair",
+        kind="synthetic",
+        description="Above the heatmap's block limit.",
+        views={"all": view},
+    )
+
+
+def _z_shape(figure):
+    return np.asarray(figure.data[0].z).shape
+
+
+def test_zoom_redraws_a_block_summed_plan_finer(tmp_path, catalog):
+    from dash.exceptions import PreventUpdate
+
+    from psmd_app.data import Catalog
+
+    loaders = {"big": _big_sample, "toy": catalog._loaders["toy"]}
+    state = AppState(Catalog(loaders), tmp_path / "c", default_dataset="big")
+    big = Settings("big", "all").to_dict()
+    rs = cb.solve(state, {**big, "unmatched": 0.3})
+    problem = state.problem("big", "all", "correlation")
+    n_x, n_y = problem.n_x, problem.n_y
+    assert min(n_x, n_y) > 512
+    full = cb.plan_view(state, rs, None, None)
+    assert _z_shape(full) == (512, 512)
+    assert "block fill" in full.data[0].hovertemplate
+
+    # A box zoom (y axis reversed: X's ranks 30-99, Y's ranks 10-59).
+    box = {"yaxis.range[0]": 99.5, "yaxis.range[1]": 29.5}
+    box |= {"xaxis.range[0]": 9.5, "xaxis.range[1]": 59.5}
+    window = cb.zoom_window(state, box, None, rs)
+    (r0, r1), (c0, c1) = window["x"], window["y"]
+    assert r0 <= 30 < 99 < r1 <= n_x and c0 <= 10 < 59 < c1 <= n_y
+    fig = cb.plan_view(state, rs, None, None, window)
+    heat = fig.data[0]
+    result = state.get_result(rs["key"], problem)
+    order_x, order_y = result.ranking("x"), result.ranking("y")
+    expected = result.plan[np.ix_(order_x[r0:r1], order_y[c0:c1])] * max(n_x, n_y)
+    np.testing.assert_allclose(np.asarray(heat.z), expected, rtol=1e-5, atol=1e-7)
+    assert (heat.y0, heat.dy, heat.x0, heat.dx) == (r0, 1, c0, 1)
+    assert "share of capacity" in heat.hovertemplate
+    assert list(fig.layout.yaxis.range) == [99.5, 29.5]  # the zoom is kept
+    assert list(fig.layout.xaxis.range) == [9.5, 59.5]
+
+    # The slider keeps the zoomed grain; a reset returns to the whole plan.
+    later = cb.solve(state, {**big, "unmatched": 0.6})
+    assert _z_shape(cb.plan_view(state, later, None, None, window)) == (
+        r1 - r0,
+        c1 - c0,
+    )
+    autorange = {"xaxis.autorange": True, "yaxis.autorange": True}
+    reset = cb.zoom_window(state, autorange, window, rs)
+    assert reset["x"] is None and reset["y"] is None
+    assert reset["view"] == {"x": None, "y": None}
+    assert list(cb.plan_view(state, rs, None, None, reset).layout.yaxis.range) == [
+        n_x - 0.5,
+        -0.5,
+    ]
+    for event, store in [({"dragmode": "pan"}, window), (box, window)]:
+        with pytest.raises(PreventUpdate):  # no change of view
+            cb.zoom_window(state, event, store, rs)
+    # A small plan is never block-summed: the zoom is only remembered, so
+    # that the next redraw (a slider move) keeps it.
+    toy = cb.solve(state, settings_dict())
+    assert cb.zoom_redraws(state, rs) and not cb.zoom_redraws(state, toy)
+    small = cb.zoom_window(state, {"xaxis.range[0]": 2.5, "xaxis.range[1]": 9.5},
+                           window, toy)  # fmt: skip
+    assert small["x"] is None and small["view"] == {"y": [2.5, 9.5]}
+    toy_fig = cb.plan_view(state, cb.solve(state, settings_dict(unmatched=0.6)),
+                           None, None, small)  # fmt: skip
+    assert list(toy_fig.layout.xaxis.range) == [2.5, 9.5]
+    assert list(toy_fig.layout.yaxis.range) == [23.5, -0.5]  # X's side: all
+    other = {**window, "problem": "another problem"}
+    assert _z_shape(cb.plan_view(state, rs, None, None, other)) == (512, 512)
+
+
 def test_views_follow_the_slider(state, solved):
     result_store, curves_store, _ = solved
     later = cb.solve(state, settings_dict(unmatched=0.1))

@@ -64,6 +64,39 @@ def test_aggregate_plan_blocks_match_brute_force(rng):
     assert agg.matched_x[0] == pytest.approx(first)
 
 
+def test_aggregate_plan_over_a_zoomed_span_matches_brute_force(rng):
+    plan = random_plan(rng, 300, 260)
+    ox, oy = rng.permutation(300), rng.permutation(260)
+    agg = figures.aggregate_plan(plan, ox, oy, max_cells=16, span_x=(40, 200),
+                                 span_y=(100, 110))  # fmt: skip
+    assert agg.edges_x[0] == 40 and agg.edges_x[-1] == 200 and len(agg.edges_x) == 17
+    np.testing.assert_array_equal(agg.edges_y, np.arange(100, 111))  # one unit each
+    sums = brute_force_blocks(plan, ox, oy, agg.edges_x, agg.edges_y)
+    capacity = np.minimum.outer(np.diff(agg.edges_x) / 300, np.diff(agg.edges_y) / 260)
+    np.testing.assert_allclose(agg.fill, sums / capacity, rtol=1e-5)
+    frac_y = plan.sum(axis=0)[oy] * 260
+    np.testing.assert_allclose(agg.matched_y, frac_y[100:110], rtol=1e-12)
+    fig = figures.plan_heatmap(plan, ox, oy, max_cells=16, span_x=(40, 200))
+    heat = fig.data[0]
+    assert heat.y0 == pytest.approx(40 + (10 - 1) / 2) and heat.dy == 10
+    assert list(fig.layout.yaxis.range) == [299.5, -0.5]  # the axes keep it all
+
+
+@pytest.mark.parametrize(
+    ("axis_range", "span"),
+    [
+        ([-0.5, 99.5], None),  # everything: no zoom
+        ([-3.0, 120.0], None),
+        ([29.5, 9.5], (8, 32)),  # reversed, padded by 10 % of the width
+        ([49.6, 50.4], (50, 51)),  # inside one cell
+        ([200.0, 300.0], (99, 100)),  # past the end: the last rank
+        (None, None),
+    ],
+)
+def test_rank_span_of_an_axis_range(axis_range, span):
+    assert figures.rank_span(100, axis_range) == span
+
+
 def test_aggregated_permutation_stays_full():
     """A ranked one-to-one plan keeps fill 1 on the diagonal blocks."""
     n = 1200
