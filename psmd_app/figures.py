@@ -361,7 +361,8 @@ def plan_heatmap(
         Axis ranges the user zoomed to, ``{"x": [a, b], "y": [a, b]}`` in
         X's ranks (the y axis) and Y's ranks (the x axis); default all.
     uirevision : str or None
-        Kept zoom: the view keeps the user's zoom while this stays the same.
+        Plotly's UI revision (legend clicks and the like survive redraws while it
+        stays the same); the zoom is carried by ``view``.
 
     Returns
     -------
