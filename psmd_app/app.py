@@ -249,6 +249,8 @@ def _has_display() -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from solver.cli import add_file_options
+
     parser = argparse.ArgumentParser(
         prog="psmd-app",
         description="Explore the partial soft-matching distance in the browser.",
@@ -287,10 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     own.add_argument("--images", help="stimulus images: a folder or .npz")
     own.add_argument("--coords-x", help="unit positions of X (n_x, 3), mm")
     own.add_argument("--coords-y", help="unit positions of Y (n_y, 3), mm")
-    own.add_argument("--names-x", help="unit names of X (.txt, .json, .csv)")
-    own.add_argument("--names-y", help="unit names of Y (.txt, .json, .csv)")
-    own.add_argument("--mask-x", help="NIfTI mask of a 4-D NIfTI X")
-    own.add_argument("--mask-y", help="NIfTI mask of a 4-D NIfTI Y")
+    add_file_options(own)
     models = parser.add_argument_group("model mode: activations of two models")
     models.add_argument(
         "--models",
@@ -367,6 +366,8 @@ def _own_data(args):
             "names_y",
             "mask_x",
             "mask_y",
+            "key_x",
+            "key_y",
         )
         if getattr(args, k)
     }

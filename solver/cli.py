@@ -33,6 +33,16 @@ class _Parser(argparse.ArgumentParser):
 FORMATS_HELP = ".npy .npz .mat .h5 .csv .tsv .parquet .pt .nii.gz"
 
 
+def add_file_options(p) -> None:
+    """Options on what X's and Y's files hold (``psmd`` and ``psmd-app``)."""
+    p.add_argument("--key-x", help="array / variable / dataset inside X's file")
+    p.add_argument("--key-y", help="array / variable / dataset inside Y's file")
+    p.add_argument("--mask-x", help="3-D NIfTI mask for a 4-D NIfTI X")
+    p.add_argument("--mask-y", help="3-D NIfTI mask for a 4-D NIfTI Y")
+    p.add_argument("--names-x", help="unit names of X (.txt, .json, .csv)")
+    p.add_argument("--names-y", help="unit names of Y (.txt, .json, .csv)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("X", help=f"stimuli x units matrix ({FORMATS_HELP})")
     p.add_argument(
@@ -41,12 +51,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="the other system's matrix, same stimuli in the same order "
         "(omit it when X is one .npz pair file holding arrays X and Y)",
     )
-    p.add_argument("--key-x", help="array / variable / dataset inside X's file")
-    p.add_argument("--key-y", help="array / variable / dataset inside Y's file")
-    p.add_argument("--mask-x", help="3-D NIfTI mask for a 4-D NIfTI X")
-    p.add_argument("--mask-y", help="3-D NIfTI mask for a 4-D NIfTI Y")
-    p.add_argument("--names-x", help="unit names of X (.txt, .json, .csv)")
-    p.add_argument("--names-y", help="unit names of Y (.txt, .json, .csv)")
+    add_file_options(p)
     p.add_argument(
         "--drop-nonfinite",
         action="store_true",

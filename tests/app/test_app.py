@@ -48,6 +48,19 @@ def test_data_two_files_open_as_the_first_dataset(tmp_path):
     assert problem.prepared.cost.shape == (7, 9)
 
 
+def test_data_options_choose_the_array_inside_each_file(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "a.npz", raw=rng.normal(size=(20, 4)), clean=np.ones((20, 5)))
+    np.savez(tmp_path / "b.npz", raw=rng.normal(size=(20, 6)))
+    args = app_module._parser().parse_args(
+        ["--data", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"),
+         "--key-x", "raw", "--key-y", "raw"]
+    )  # fmt: skip
+    sample = app_module._own_data(args)()
+    view = sample.views["all units"]
+    assert view.X.shape == (20, 4) and view.Y.shape == (20, 6)
+
+
 def test_data_npz_pair_with_images(tmp_path):
     rng = np.random.default_rng(1)
     path = tmp_path / "pair.npz"
