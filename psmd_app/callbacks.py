@@ -34,6 +34,7 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update, set_pro
 from dash.exceptions import PreventUpdate
 
 from psmd_app import exports, figures, ids, media
+from psmd_app.data import COMPANIONS, companion_arguments, file_stem
 from psmd_app.layout import GRAPH_CONFIG, method_options, view_options
 from psmd_app.settings import (
     EXACT_MAX_UNITS,
@@ -194,11 +195,9 @@ def handle_upload(state: AppState, filenames, contents, session, held):
     return _hold(state, pair, names, title, ", ".join(filenames), session, held)
 
 
-# Companions the open box takes as ``name=path`` after the data files.
-OPEN_OPTIONS = (
-    "images", "mask", "mask_x", "mask_y", "coords_x", "coords_y",
-    "names_x", "names_y", "key_x", "key_y",
-)  # fmt: skip
+# Options the open box takes as ``name=value`` after the data files: the
+# companions (paths) and the arrays inside X's and Y's files.
+OPEN_OPTIONS = (*COMPANIONS, "key_x", "key_y")
 
 
 def parse_open_text(text: str | None) -> tuple[list[str], dict[str, str]]:
@@ -258,7 +257,6 @@ def handle_open(state: AppState, text, session, held):
         No data folder, a path outside it, a bad option, or any loader /
         validation problem.
     """
-    from psmd_app.data import file_stem
     from solver.validation import load_pair
 
     if state.data_folder is None:
@@ -267,18 +265,12 @@ def handle_open(state: AppState, text, session, held):
         )
     files, options = parse_open_text(text)
     paths = [state.data_folder.resolve(p) for p in files]
-    companions = {}
-    for name, value in options.items():
-        if name.startswith("key_"):
-            companions[name] = value
-        elif name == "mask":
-            companions["mask_x"] = companions["mask_y"] = state.data_folder.resolve(
-                value
-            )
-        else:
-            companions[name] = state.data_folder.resolve(value)
+    given = {
+        name: value if name.startswith("key_") else state.data_folder.resolve(value)
+        for name, value in options.items()
+    }
     try:
-        pair = load_pair(*paths, **companions)
+        pair = load_pair(*paths, **companion_arguments(given))
     except PSMDInputError as err:
         message = str(err).replace(str(state.data_folder.root) + os.sep, "")
         raise PSMDInputError(message) from None

@@ -602,11 +602,23 @@ def safe_name(filename: str) -> str:
     return base[:120]
 
 
-# Uploaded files with these names (any extension) are companions of X and Y.
-UPLOAD_COMPANIONS = (
+# Companions of X and Y, by the name an upload's file or an open-box option
+# gives them; "mask" is the mask of both sides.
+COMPANIONS = (
     "images", "mask", "mask_x", "mask_y", "coords_x", "coords_y",
     "names_x", "names_y",
 )  # fmt: skip
+
+
+def companion_arguments(given: dict) -> dict:
+    """Keyword arguments of :func:`solver.validation.load_pair` from companions."""
+    arguments = {}
+    for name, value in given.items():
+        if name == "mask":
+            arguments["mask_x"] = arguments["mask_y"] = value
+        else:
+            arguments[name] = value
+    return arguments
 
 
 def file_stem(filename: str) -> str:
@@ -621,7 +633,7 @@ def file_stem(filename: str) -> str:
 def _upload_role(filename: str) -> str | None:
     """The companion an uploaded file is, by its name, or None for data."""
     stem = file_stem(safe_name(filename)).lower()
-    return stem if stem in UPLOAD_COMPANIONS else None
+    return stem if stem in COMPANIONS else None
 
 
 def load_uploads(files: list[tuple[str, bytes]]):
@@ -631,7 +643,7 @@ def load_uploads(files: list[tuple[str, bytes]]):
     ----------
     files : list of (filename, bytes)
         One pair file, or two files taken in name order (first = X); besides
-        them, companions named as in :data:`UPLOAD_COMPANIONS` (``images.npz``,
+        them, companions named as in :data:`COMPANIONS` (``images.npz``,
         ``mask.nii.gz`` for both sides, ``names_x.txt``, ...).
 
     Returns
@@ -656,7 +668,7 @@ def load_uploads(files: list[tuple[str, bytes]]):
         raise PSMDInputError(
             f"{len(data)} data files uploaded; give one pair file (.npz with X and "
             "Y) or two files, X and Y (taken in name order), plus any companions "
-            f"named {', '.join(UPLOAD_COMPANIONS)} (any extension)."
+            f"named {', '.join(COMPANIONS)} (any extension)."
         )
     twice = sorted({r for r in roles if roles.count(r) > 1})
     if twice:
@@ -668,15 +680,13 @@ def load_uploads(files: list[tuple[str, bytes]]):
             path.write_bytes(content)
             paths.append(path)
             role = _upload_role(filename)
-            if role == "mask":
-                companions["mask_x"] = companions["mask_y"] = path
-            elif role is not None:
+            if role is not None:
                 companions[role] = path
         inputs = [
             p for p, f in zip(paths, files, strict=True) if _upload_role(f[0]) is None
         ]
         try:
-            pair = load_pair(*inputs, **companions)
+            pair = load_pair(*inputs, **companion_arguments(companions))
         except PSMDInputError as err:
             # Name the file as the user knows it, not the temporary copy.
             text = str(err)
