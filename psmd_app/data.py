@@ -611,7 +611,18 @@ COMPANIONS = (
 
 
 def companion_arguments(given: dict) -> dict:
-    """Keyword arguments of :func:`solver.validation.load_pair` from companions."""
+    """Keyword arguments of :func:`solver.validation.load_pair` from companions.
+
+    Raises
+    ------
+    PSMDInputError
+        ``mask`` given together with ``mask_x`` or ``mask_y``.
+    """
+    if "mask" in given and ("mask_x" in given or "mask_y" in given):
+        raise PSMDInputError(
+            "give one mask for both sides (mask) or one per side (mask_x, "
+            "mask_y), not both."
+        )
     arguments = {}
     for name, value in given.items():
         if name == "mask":
@@ -662,29 +673,28 @@ def load_uploads(files: list[tuple[str, bytes]]):
     from solver.validation import load_pair
 
     files = sorted(files, key=lambda f: f[0])
-    data = [f for f in files if _upload_role(f[0]) is None]
-    roles = [_upload_role(f[0]) for f in files if _upload_role(f[0]) is not None]
+    roles = [_upload_role(filename) for filename, _ in files]
+    data = [f for f, role in zip(files, roles, strict=True) if role is None]
     if len(data) not in (1, 2):
         raise PSMDInputError(
             f"{len(data)} data files uploaded; give one pair file (.npz with X and "
             "Y) or two files, X and Y (taken in name order), plus any companions "
             f"named {', '.join(COMPANIONS)} (any extension)."
         )
-    twice = sorted({r for r in roles if roles.count(r) > 1})
+    given = [role for role in roles if role is not None]
+    twice = sorted({role for role in given if given.count(role) > 1})
     if twice:
         raise PSMDInputError(f"more than one uploaded file is the {twice[0]}.")
     with tempfile.TemporaryDirectory(prefix="psmd-upload-") as tmp:
-        paths, companions = [], {}
-        for i, (filename, content) in enumerate(files):
+        inputs, companions, paths = [], {}, []
+        for i, ((filename, content), role) in enumerate(zip(files, roles, strict=True)):
             path = Path(tmp) / f"{i}-{safe_name(filename)}"
             path.write_bytes(content)
             paths.append(path)
-            role = _upload_role(filename)
-            if role is not None:
+            if role is None:
+                inputs.append(path)
+            else:
                 companions[role] = path
-        inputs = [
-            p for p, f in zip(paths, files, strict=True) if _upload_role(f[0]) is None
-        ]
         try:
             pair = load_pair(*inputs, **companion_arguments(companions))
         except PSMDInputError as err:

@@ -229,9 +229,10 @@ def test_data_folder_opens_nifti_with_a_mask_and_companions(app, tmp_path):
         ("X.npy Y.npy images=X.npy", "images have shape (40, 6); allowed: (n, H, W)"),
         ("X.npy Y.npy key_x=Z", "X.npy: a .npy file holds one array; drop the key"),
         ("lesson.npz mask=X.npy", "mask_x, mask_y apply to two files (X then Y) only"),
+        ("X.npy Y.npy mask=X.npy mask_y=Y.npy", "(mask_x, mask_y), not both"),
     ],
     ids=["unknown", "twice", "empty", "quote", "three", "outside", "missing",
-         "bad-images", "bad-key", "mask-on-pair-file"],
+         "bad-images", "bad-key", "mask-on-pair-file", "mask-and-mask-y"],
 )  # fmt: skip
 def test_bad_open_box_companions_are_one_line_refusals(app, tmp_path, text, message):
     state = _state(app)
